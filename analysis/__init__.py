@@ -1,0 +1,1 @@
+"""The hierarchical Bayesian model of human alignment, its checks and study planning."""

@@ -1,0 +1,732 @@
+"""study.toml: the one schema and the one loader for a whole study.
+
+Every stage reads its settings through :func:`load_study`. The schema is strict:
+unknown keys, wrong types and inconsistent sections are errors that name the
+file, the field and what is allowed, so a typo never silently falls back to a
+default in the middle of a paid study.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+STUDY_FILE = "study.toml"
+
+# Per-dataset input normalisation (mean, std), applied inside the model wrapper.
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+PERCEPTUAL_METRICS = ("lpips-alex", "lpips-vgg", "ssim", "ms-ssim")
+
+
+def reserved_column_names() -> frozenset[str]:
+    """Fixed column names of the manifest, trials and responses tables."""
+    from generation.manifest_schema import MANIFEST
+    from hitkit.responses_schema import RESPONSES
+    from hitkit.trials_schema import TRIALS
+
+    return frozenset(MANIFEST.names + TRIALS.names + RESPONSES.names)
+
+
+class ConfigError(ValueError):
+    """A study.toml problem; the message names the file, the field and what is allowed."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------- [study]
+
+
+class StudySection(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    title: str = Field(min_length=1)
+    description: str = ""
+    # The HMAC key for participant pseudonyms. It must live outside the study's
+    # exported files; it is created on first use when missing.
+    secret_file: str = "~/.config/hitkit/{id}.secret"
+    # Where IRIs are stored: a folder (relative to the study) or s3://bucket/prefix.
+    store: str = "iris"
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("secret_file")
+    @classmethod
+    def _secret_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a file")
+        return value
+
+
+# -------------------------------------------------------------------- [[models]]
+
+
+class CustomNormalization(Strict):
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s <= 0 for s in value):
+            raise ValueError("every std must be > 0")
+        return value
+
+
+class TrainSpec(Strict):
+    """How `hitkit generate` trains a missing demo checkpoint on the shapes set."""
+
+    dataset: Literal["shapes"] = "shapes"
+    adversarial: bool = False
+    epsilon: float = Field(default=0.5, gt=0)
+    augmentation: Literal["none", "crop-flip"] = "none"
+    epochs: int = Field(default=4, ge=1)
+    images: int = Field(default=2000, ge=10)
+    seed: int = Field(default=0, ge=0)
+
+
+class ModelSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$")
+    arch: str = Field(min_length=1)
+    checkpoint: str | None = None
+    checkpoint_format: Literal["auto", "state_dict", "lightning", "robustness"] = "auto"
+    layer: str = "penultimate"
+    normalization: Literal["cifar10", "cifar100", "imagenet", "none"] | CustomNormalization = (
+        "imagenet"
+    )
+    input_size: int = Field(default=224, ge=8, le=4096)
+    num_classes: int | None = Field(default=None, ge=1)
+    train: TrainSpec | None = None
+    factors: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("factors")
+    @classmethod
+    def _factor_levels_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        for factor, level in value.items():
+            if not str(level).strip():
+                raise ValueError(f"factor {factor!r} has an empty level")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_weights(self) -> "ModelSpec":
+        if self.checkpoint is None and self.train is None:
+            raise ValueError(
+                "give a checkpoint path, or a [models.train] table to train a demo model"
+            )
+        return self
+
+
+# ------------------------------------------------------------------- [targets]
+
+TargetSource = Literal["folder", "cifar10", "cifar100", "imagenet", "shapes", "sample-photos"]
+NEEDS_PATH: frozenset[str] = frozenset({"folder", "cifar10", "cifar100", "imagenet"})
+
+
+class TargetsSection(Strict):
+    source: TargetSource
+    path: str | None = None
+    split: Literal["train", "test", "val"] = "train"
+    count: int = Field(ge=1)
+    seed: int = Field(default=0, ge=0)
+    size: int | None = Field(default=None, ge=8, le=4096)
+
+    @model_validator(mode="after")
+    def _path_when_needed(self) -> "TargetsSection":
+        if self.source in NEEDS_PATH and not self.path:
+            raise ValueError(f"source {self.source!r} needs a path")
+        if self.source not in NEEDS_PATH and self.path:
+            raise ValueError(f"source {self.source!r} takes no path (it is made by the project)")
+        return self
+
+
+# --------------------------------------------------------------------- [seeds]
+
+
+class GaussianSeed(Strict):
+    kind: Literal["gaussian"]
+    mean: float = 0.0
+    scale: float = Field(default=1.0, gt=0)
+
+
+class UniformSeed(Strict):
+    kind: Literal["uniform"]
+    low: float = Field(default=0.0, ge=0, le=1)
+    high: float = Field(default=1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "UniformSeed":
+        if self.low >= self.high:
+            raise ValueError("low must be below high")
+        return self
+
+
+class ConstantSeed(Strict):
+    kind: Literal["constant"]
+    value: float = Field(default=0.5, ge=0, le=1)
+
+
+class ImageSeed(Strict):
+    kind: Literal["image"]
+    # "other-target": another target of the set; otherwise a path to an image file.
+    path: str = "other-target"
+
+
+SeedKind = Annotated[
+    Union[GaussianSeed, UniformSeed, ConstantSeed, ImageSeed], Field(discriminator="kind")
+]
+
+
+class SeedsSection(Strict):
+    count: int = Field(default=1, ge=1)
+    kinds: list[SeedKind] = Field(default_factory=lambda: [GaussianSeed(kind="gaussian")])
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("kinds")
+    @classmethod
+    def _at_least_one(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("list at least one seed kind")
+        return value
+
+
+# ---------------------------------------------------------------- [generation]
+
+
+class TransformSpec(Strict):
+    pad: int = Field(default=0, ge=0)
+    jitter: int = Field(default=8, ge=0)
+    scale: tuple[float, float] = (0.9, 1.1)
+    rotate_degrees: float = Field(default=10.0, ge=0)
+
+
+class RegFreeLoss(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+    kind: Literal["reg_free"]
+
+
+class RegularizedLoss(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+    kind: Literal["regularized"]
+    rep_weight: float = Field(default=10.0, gt=0)
+    tv: float = Field(default=0.0, ge=0)
+    tv_beta: float = Field(default=2.0, gt=0)
+    blur: float = Field(default=0.0, ge=0)
+    lp: float = Field(default=0.0, ge=0)
+    lp_p: float = Field(default=1.0, gt=0)
+    transforms: TransformSpec | None = None
+    fourier: bool = False
+
+
+class AdversarialLoss(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+    kind: Literal["adversarial"]
+    metric: Literal["lpips-alex", "lpips-vgg", "ssim", "ms-ssim"] = "lpips-alex"
+    # Used when the metric's weights are missing; None means missing weights are an error.
+    fallback_metric: Literal["ssim", "ms-ssim"] | None = None
+    # "auto" balances the two terms at step 0; a number is used as is.
+    lam: Literal["auto"] | float = Field(default="auto", alias="lambda")
+    # "target": push away from the target; "seed": keep close to the seed.
+    anchor: Literal["target", "seed"] = "target"
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("lam")
+    @classmethod
+    def _finite_lambda(cls, value: Any) -> Any:
+        if isinstance(value, float) and (not math.isfinite(value) or value <= 0):
+            raise ValueError("lambda must be 'auto' or a positive number")
+        return value
+
+
+LossSpec = Annotated[
+    Union[RegFreeLoss, RegularizedLoss, AdversarialLoss], Field(discriminator="kind")
+]
+
+
+class GenerationSection(Strict):
+    steps: int = Field(default=5000, ge=1)
+    step_size: float = Field(default=1.0, gt=0)
+    optimizer: Literal["normalized-gd", "adam"] = "normalized-gd"
+    schedule: Literal["constant", "halving", "cosine"] = "constant"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+    batch_size: int = Field(default=32, ge=1)
+    finish_steps: int = Field(default=200, ge=0)
+    losses: list[LossSpec] = Field(default_factory=list)
+
+    @field_validator("losses")
+    @classmethod
+    def _unique_losses(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("list at least one [[generation.losses]] entry")
+        names = [loss.name for loss in value]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"duplicate loss names: {', '.join(duplicated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _finish_within_steps(self) -> "GenerationSection":
+        if self.finish_steps > self.steps:
+            raise ValueError(f"finish_steps ({self.finish_steps}) exceeds steps ({self.steps})")
+        return self
+
+
+# -------------------------------------------------------------------- [survey]
+
+
+class SurveySection(Strict):
+    task: Literal["2afc", "matching"] = "2afc"
+    k: int | None = Field(default=None, ge=2, le=8)
+    foil: Literal["other-target", "seed"] = "other-target"
+    trials_per_hit: int = Field(default=40, ge=1, le=1000)
+    catch_per_hit: int = Field(default=4, ge=0)
+    repeat_share: float = Field(default=0.1, ge=0, le=0.5)
+    responses_per_iri: int = Field(default=5, ge=1)
+    practice: bool = True
+    desktop_only: bool = True
+    title: str = "Which image does it look more like?"
+    instructions: str = (
+        "You will see an image at the top and two images below it. "
+        "Choose the one that the top image looks more like."
+    )
+    consent: str = (
+        "This is a research study about visual perception. Participation is voluntary; "
+        "you may stop at any time. No personal information is collected."
+    )
+    reward: float = Field(gt=0)
+    time_estimate_minutes: float = Field(gt=0)
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _task_shape(self) -> "SurveySection":
+        if self.task == "matching" and self.k is None:
+            raise ValueError("task 'matching' needs k (the number of targets per trial)")
+        if self.task == "2afc" and self.k is not None:
+            raise ValueError("k is only for task 'matching'; 2afc always shows two options")
+        if self.catch_per_hit >= self.trials_per_hit:
+            raise ValueError(
+                f"catch_per_hit ({self.catch_per_hit}) must be below trials_per_hit "
+                f"({self.trials_per_hit}) so that a HIT has main trials"
+            )
+        if self.main_trials_per_hit < 1:
+            raise ValueError(
+                f"trials_per_hit ({self.trials_per_hit}) leaves no main trial after "
+                f"{self.catch_per_hit} catch trials and repeat_share {self.repeat_share}"
+            )
+        return self
+
+    @property
+    def main_trials_per_hit(self) -> int:
+        """Main trials in a full HIT: the rest are catch trials and repeats of main ones."""
+        free = self.trials_per_hit - self.catch_per_hit
+        return int(free // (1 + self.repeat_share))
+
+    @property
+    def repeats_per_hit(self) -> int:
+        return self.trials_per_hit - self.catch_per_hit - self.main_trials_per_hit
+
+    @property
+    def chance(self) -> float:
+        return 0.5 if self.task == "2afc" else 1.0 / float(self.k or 2)
+
+
+# ------------------------------------------------------------------ [platform]
+
+
+class LocalSettings(Strict):
+    base_url: str = "http://127.0.0.1:8000"
+    open_link_cap: int | None = Field(default=None, ge=1)
+
+
+class ProlificSettings(Strict):
+    token_env: str = "PROLIFIC_TOKEN"
+    token_file: str | None = None
+    public_url: str | None = None
+    # Prolific's service fee on rewards and bonuses; check your workspace's rate.
+    service_fee: float = Field(default=0.333, ge=0, le=1)
+    vat: float = Field(default=0.0, ge=0, le=1)
+    minimum_hourly: float = Field(default=8.0, gt=0)
+    filters: list[dict[str, Any]] = Field(default_factory=list)
+    allow_list: list[str] = Field(default_factory=list)
+    block_list: list[str] = Field(default_factory=list)
+    block_studies: list[str] = Field(default_factory=list)
+
+
+class MTurkQualifications(Strict):
+    min_approval_rate: int | None = Field(default=98, ge=0, le=100)
+    min_approved: int | None = Field(default=1000, ge=0)
+    locales: list[str] = Field(default_factory=lambda: ["US"])
+    exclude_past_participants: bool = True
+
+
+class MTurkSettings(Strict):
+    production: bool = False
+    endpoint_url: str | None = None
+    question: Literal["html", "external"] = "html"
+    external_url: str | None = None
+    keywords: str = "image, perception, similarity, research"
+    assignment_duration_minutes: int = Field(default=60, ge=1)
+    lifetime_days: float = Field(default=7, gt=0, le=365)
+    auto_approval_days: float = Field(default=3, ge=0, le=30)
+    masters: bool = False
+    qualifications: MTurkQualifications = Field(default_factory=MTurkQualifications)
+
+    @model_validator(mode="after")
+    def _external_needs_https(self) -> "MTurkSettings":
+        if self.question == "external":
+            if not self.external_url:
+                raise ValueError("question 'external' needs external_url")
+            if not self.external_url.startswith("https://"):
+                raise ValueError("external_url must be an https:// URL (MTurk requires HTTPS)")
+        return self
+
+
+class PlatformSection(Strict):
+    kind: Literal["local", "prolific", "mturk"] = "local"
+    currency: Literal["USD", "GBP", "EUR"] = "USD"
+    budget_cap: float | None = Field(default=None, gt=0)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    prolific: ProlificSettings = Field(default_factory=ProlificSettings)
+    mturk: MTurkSettings = Field(default_factory=MTurkSettings)
+
+    @model_validator(mode="after")
+    def _mturk_is_usd(self) -> "PlatformSection":
+        if self.kind == "mturk" and self.currency != "USD":
+            raise ValueError("MTurk pays in USD; set currency = \"USD\"")
+        return self
+
+
+# ------------------------------------------------------------------- [quality]
+
+
+class QualitySection(Strict):
+    """Exclusion rules, fixed before collection (pre-registration)."""
+
+    min_catch_accuracy: float = Field(default=0.8, ge=0, le=1)
+    min_repeat_consistency: float | None = Field(default=None, ge=0, le=1)
+    min_median_rt_ms: float = Field(default=400.0, ge=0)
+    fast_rt_ms: float = Field(default=300.0, ge=0)
+    max_fast_share: float = Field(default=0.3, ge=0, le=1)
+    max_side_bias: float = Field(default=0.85, ge=0.5, le=1)
+    # Payment is rejected only under this rule-defined fraud threshold; None = never.
+    reject_below_catch_accuracy: float | None = Field(default=None, ge=0, le=1)
+    rejection_message: str = (
+        "Your submission failed most of the attention-check trials, whose answers are obvious."
+    )
+
+    @model_validator(mode="after")
+    def _reject_stricter_than_exclude(self) -> "QualitySection":
+        if (
+            self.reject_below_catch_accuracy is not None
+            and self.reject_below_catch_accuracy > self.min_catch_accuracy
+        ):
+            raise ValueError(
+                "reject_below_catch_accuracy must not exceed min_catch_accuracy: "
+                "rejecting payment is for clear fraud, excluding data is the milder act"
+            )
+        return self
+
+
+# ------------------------------------------------------------------ [analysis]
+
+
+class PriorsSection(Strict):
+    """Logit-scale prior scales."""
+
+    intercept_mu: float = 0.0
+    intercept_sigma: float = Field(default=1.5, gt=0)
+    effect_sigma: float = Field(default=1.0, gt=0)
+    interaction_sigma: float = Field(default=0.5, gt=0)
+    participant_sd: float = Field(default=1.0, gt=0)
+    image_sd: float = Field(default=1.0, gt=0)
+    model_sd: float = Field(default=0.5, gt=0)
+    lapse_alpha: float = Field(default=1.0, gt=0)
+    lapse_beta: float = Field(default=20.0, gt=0)
+
+
+class AnalysisSection(Strict):
+    factors: list[str] = Field(min_length=1)
+    interactions: list[list[str]] = Field(default_factory=list)
+    lapse: Literal["global", "participant", "none"] = "global"
+    target: Literal["these-models", "model-population"] = "these-models"
+    priors: PriorsSection = Field(default_factory=PriorsSection)
+    sampler: Literal["nutpie", "pymc", "numpyro"] = "nutpie"
+    draws: int = Field(default=1000, ge=10)
+    tune: int = Field(default=1000, ge=10)
+    chains: int = Field(default=4, ge=1)
+    seed: int = Field(default=0, ge=0)
+    target_accept: float = Field(default=0.9, gt=0, lt=1)
+
+    @field_validator("factors")
+    @classmethod
+    def _unique_factors(cls, value: list[str]) -> list[str]:
+        duplicated = sorted({f for f in value if value.count(f) > 1})
+        if duplicated:
+            raise ValueError(f"duplicate factors: {', '.join(duplicated)}")
+        reserved = reserved_column_names()
+        for factor in value:
+            if not factor.isidentifier():
+                raise ValueError(f"factor name {factor!r} must be a plain identifier")
+            if factor in reserved:
+                raise ValueError(
+                    f"factor name {factor!r} is a fixed column of the study's tables; "
+                    "choose another name (e.g. 'architecture', 'training', 'augmentation')"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _interactions_of_known_factors(self) -> "AnalysisSection":
+        for i, term in enumerate(self.interactions):
+            if len(term) < 2 or len(set(term)) != len(term):
+                raise ValueError(f"interactions[{i}] must name two or more distinct factors")
+            unknown = [f for f in term if f not in self.factors]
+            if unknown:
+                raise ValueError(
+                    f"interactions[{i}] names {', '.join(map(repr, unknown))}, "
+                    f"not in factors ({', '.join(self.factors)})"
+                )
+        return self
+
+
+# --------------------------------------------------------------------- study
+
+
+class StudyConfig(Strict):
+    study: StudySection
+    models: list[ModelSpec] = Field(min_length=1)
+    targets: TargetsSection
+    seeds: SeedsSection = Field(default_factory=SeedsSection)
+    generation: GenerationSection
+    survey: SurveySection
+    platform: PlatformSection = Field(default_factory=PlatformSection)
+    quality: QualitySection = Field(default_factory=QualitySection)
+    analysis: AnalysisSection
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> "StudyConfig":
+        problems: list[str] = []
+        names = [m.name for m in self.models]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"models: duplicate model name {name!r}")
+        for i, model in enumerate(self.models):
+            for factor in self.analysis.factors:
+                if factor not in model.factors:
+                    problems.append(
+                        f"models[{i}].factors: missing {factor!r} "
+                        "(required by [analysis].factors)"
+                    )
+        if not problems:
+            for factor in self.analysis.factors:
+                levels = {m.factors[factor] for m in self.models}
+                if len(levels) < 2:
+                    problems.append(
+                        f"analysis.factors: {factor!r} has one level ({next(iter(levels))!r}) "
+                        "across [[models]]; an effect needs two or more levels"
+                    )
+        if self.survey.task == "matching" and (self.survey.k or 0) > self.targets.count:
+            problems.append(
+                f"survey.k: {self.survey.k} exceeds targets.count ({self.targets.count})"
+            )
+        if self.survey.foil == "other-target" and self.targets.count < 2:
+            problems.append("survey.foil: 'other-target' needs targets.count >= 2")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def factor_levels(self) -> dict[str, list[str]]:
+        """Levels of each analysis factor, in order of first appearance in [[models]]."""
+        levels: dict[str, list[str]] = {}
+        for factor in self.analysis.factors:
+            seen: list[str] = []
+            for model in self.models:
+                if model.factors[factor] not in seen:
+                    seen.append(model.factors[factor])
+            levels[factor] = seen
+        return levels
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study.toml together with the folder it lives in."""
+
+    config: StudyConfig
+    path: Path  # the study.toml file
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str) -> Path:
+        """A path from the config: `~` expanded, relative paths taken from the study folder."""
+        expanded = Path(value.replace("{id}", self.config.study.id)).expanduser()
+        return expanded if expanded.is_absolute() else self.root / expanded
+
+    @property
+    def secret_path(self) -> Path:
+        return self.resolve(self.config.study.secret_file)
+
+
+# ------------------------------------------------------------------ loading
+
+
+def _format_location(loc: tuple[Any, ...], data: Any) -> str:
+    """('models', 2, 'factors') -> 'models[2].factors'; drops pydantic's union tags."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            continue
+        key = str(item)
+        if isinstance(node, dict) and key not in node and node.get("kind") == key:
+            continue  # a discriminated-union tag such as 'gaussian', not a key
+        if key.startswith(("function-", "tagged-union[")):
+            continue
+        parts.append(key)
+        node = node.get(key) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...], data: Any) -> list[str]:
+    """The keys allowed where an unknown key was found, for the error message."""
+    current: Any = model
+    node = data
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            continue
+        field = current.model_fields.get(str(item)) if isinstance(current, type) else None
+        if field is None:
+            by_alias = {f.alias: f for f in current.model_fields.values() if f.alias}
+            field = by_alias.get(str(item))
+        if field is None:
+            return []
+        current = _inner_model(field.annotation, node.get(str(item)) if isinstance(node, dict) else None)
+        node = node.get(str(item)) if isinstance(node, dict) else None
+        if current is None:
+            return []
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return []
+    return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _inner_model(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The pydantic model behind an annotation (list[X], X | None, tagged unions)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _inner_model(args[0], value)
+    if origin in (list, tuple):
+        item = value[0] if isinstance(value, list) and value else None
+        return _inner_model(args[0], item) if args else None
+    candidates = [a for a in args if _inner_model(a, value) is not None]
+    if len(candidates) == 1:
+        return _inner_model(candidates[0], value)
+    for candidate in candidates:
+        model = _inner_model(candidate, value)
+        kind_field = model.model_fields.get("kind") if model else None
+        if kind_field is not None and isinstance(value, dict):
+            allowed = typing.get_args(kind_field.annotation)
+            if value.get("kind") in allowed:
+                return model
+    return None
+
+
+def _describe_error(error: dict[str, Any], data: Any, filename: str) -> str:
+    loc = tuple(error.get("loc", ()))
+    where = _format_location(loc, data) or "(top level)"
+    kind = error.get("type", "")
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(StudyConfig, loc, data)
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"{filename}: {where}: unknown key{hint}"
+    if kind == "missing":
+        return f"{filename}: {where}: required field is missing"
+    if kind in ("literal_error", "union_tag_invalid"):
+        got = error.get("input")
+        if kind == "union_tag_invalid":
+            got = error.get("ctx", {}).get("tag")
+            expected = error.get("ctx", {}).get("expected_tags", "")
+            return f"{filename}: {where}: unknown kind {got!r} (allowed: {expected})"
+        expected = error.get("ctx", {}).get("expected", message)
+        return f"{filename}: {where}: {got!r} is not allowed (allowed: {expected})"
+    if kind == "union_tag_not_found":
+        expected = error.get("ctx", {}).get("tag", "kind")
+        return f"{filename}: {where}: missing {expected!r} (it selects the entry's type)"
+    if kind == "value_error" and where == "(top level)":
+        # cross-section rules carry their own locations
+        return "\n".join(f"{filename}: {part}" for part in message.split("; "))
+    got = error.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"{filename}: {where}: {message}{shown}"
+
+
+def parse_study(text: str, filename: str = STUDY_FILE) -> StudyConfig:
+    """Validate study.toml text; raise ConfigError naming the file and fields."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{filename}: TOML syntax error: {exc}") from None
+    return study_from_dict(data, filename)
+
+
+def study_from_dict(data: dict[str, Any], filename: str = STUDY_FILE) -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        messages: list[str] = []
+        for error in exc.errors(include_url=False):
+            line = _describe_error(dict(error), data, filename)
+            if line not in messages:
+                messages.append(line)
+        raise ConfigError("\n".join(messages)) from None
+
+
+def find_study_file(target: str | Path | None) -> Path:
+    """A study folder or a .toml file -> the study.toml path."""
+    path = Path(target) if target is not None else Path.cwd()
+    if path.is_dir():
+        path = path / STUDY_FILE
+    return path
+
+
+def load_study(target: str | Path | None = None) -> Study:
+    """Read and validate a study from a folder (its study.toml) or a .toml file."""
+    path = find_study_file(target)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file (a study folder holds a {STUDY_FILE})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return Study(config=parse_study(text, str(path)), path=path.resolve())
+
+
+def dump_study(config: StudyConfig) -> dict[str, Any]:
+    """The config as TOML-ready data (aliases used, None dropped), for round trips."""
+    return config.model_dump(mode="json", by_alias=True, exclude_none=True)
