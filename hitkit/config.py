@@ -9,12 +9,15 @@ default in the middle of a paid study.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,6 +27,7 @@ from pydantic import (
 )
 
 STUDY_FILE = "study.toml"
+FIELD_PREFIX = re.compile(r"[a-z_]+(\[\d+\])?")
 
 # Per-dataset input normalisation (mean, std), applied inside the model wrapper.
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -49,6 +53,22 @@ class ConfigError(ValueError):
     """A study.toml problem; the message names the file, the field and what is allowed."""
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}")
+
+
+def check_name(value: str) -> str:
+    """IDs and names end up in file names and URLs: keep them to a safe alphabet."""
+    if not NAME_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{value!r} must be 1-80 letters, digits, '_', '.', '+' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -57,7 +77,7 @@ class Strict(BaseModel):
 
 
 class StudySection(Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    id: Name
     title: str = Field(min_length=1)
     description: str = ""
     # The HMAC key for participant pseudonyms. It must live outside the study's
@@ -103,7 +123,7 @@ class TrainSpec(Strict):
 
 
 class ModelSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$")
+    name: Name
     arch: str = Field(min_length=1)
     checkpoint: str | None = None
     checkpoint_format: Literal["auto", "state_dict", "lightning", "robustness"] = "auto"
@@ -115,6 +135,16 @@ class ModelSpec(Strict):
     num_classes: int | None = Field(default=None, ge=1)
     train: TrainSpec | None = None
     factors: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("normalization", mode="before")
+    @classmethod
+    def _known_normalization(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in NORMALIZATIONS:
+            raise ValueError(
+                f"{value!r} is not allowed (allowed: {', '.join(NORMALIZATIONS)}, "
+                "or a table { mean = [r, g, b], std = [r, g, b] })"
+            )
+        return value
 
     @field_validator("factors")
     @classmethod
@@ -128,7 +158,7 @@ class ModelSpec(Strict):
     def _needs_weights(self) -> "ModelSpec":
         if self.checkpoint is None and self.train is None:
             raise ValueError(
-                "give a checkpoint path, or a [models.train] table to train a demo model"
+                "checkpoint: give a checkpoint path, or a [models.train] table to train a demo model"
             )
         return self
 
@@ -150,9 +180,9 @@ class TargetsSection(Strict):
     @model_validator(mode="after")
     def _path_when_needed(self) -> "TargetsSection":
         if self.source in NEEDS_PATH and not self.path:
-            raise ValueError(f"source {self.source!r} needs a path")
+            raise ValueError(f"path: source {self.source!r} needs a path")
         if self.source not in NEEDS_PATH and self.path:
-            raise ValueError(f"source {self.source!r} takes no path (it is made by the project)")
+            raise ValueError(f"path: source {self.source!r} takes no path (it is made by the project)")
         return self
 
 
@@ -173,7 +203,7 @@ class UniformSeed(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> "UniformSeed":
         if self.low >= self.high:
-            raise ValueError("low must be below high")
+            raise ValueError("high: low must be below high")
         return self
 
 
@@ -217,12 +247,12 @@ class TransformSpec(Strict):
 
 
 class RegFreeLoss(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+    name: Name
     kind: Literal["reg_free"]
 
 
 class RegularizedLoss(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+    name: Name
     kind: Literal["regularized"]
     rep_weight: float = Field(default=10.0, gt=0)
     tv: float = Field(default=0.0, ge=0)
@@ -235,7 +265,7 @@ class RegularizedLoss(Strict):
 
 
 class AdversarialLoss(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+    name: Name
     kind: Literal["adversarial"]
     metric: Literal["lpips-alex", "lpips-vgg", "ssim", "ms-ssim"] = "lpips-alex"
     # Used when the metric's weights are missing; None means missing weights are an error.
@@ -268,7 +298,8 @@ class GenerationSection(Strict):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
     batch_size: int = Field(default=32, ge=1)
-    finish_steps: int = Field(default=200, ge=0)
+    # fp32 steps that end a bf16 run on CUDA; default: a tenth of the steps, at most 200
+    finish_steps: int | None = Field(default=None, ge=0)
     losses: list[LossSpec] = Field(default_factory=list)
 
     @field_validator("losses")
@@ -284,9 +315,15 @@ class GenerationSection(Strict):
 
     @model_validator(mode="after")
     def _finish_within_steps(self) -> "GenerationSection":
-        if self.finish_steps > self.steps:
-            raise ValueError(f"finish_steps ({self.finish_steps}) exceeds steps ({self.steps})")
+        if self.finish_steps is not None and self.finish_steps > self.steps:
+            raise ValueError(f"finish_steps: {self.finish_steps} exceeds steps ({self.steps})")
         return self
+
+    @property
+    def fp32_finish_steps(self) -> int:
+        if self.finish_steps is not None:
+            return self.finish_steps
+        return min(200, self.steps // 10)
 
 
 # -------------------------------------------------------------------- [survey]
@@ -318,17 +355,17 @@ class SurveySection(Strict):
     @model_validator(mode="after")
     def _task_shape(self) -> "SurveySection":
         if self.task == "matching" and self.k is None:
-            raise ValueError("task 'matching' needs k (the number of targets per trial)")
+            raise ValueError("k: task 'matching' needs k (the number of targets per trial)")
         if self.task == "2afc" and self.k is not None:
-            raise ValueError("k is only for task 'matching'; 2afc always shows two options")
+            raise ValueError("k: k is only for task 'matching'; 2afc always shows two options")
         if self.catch_per_hit >= self.trials_per_hit:
             raise ValueError(
-                f"catch_per_hit ({self.catch_per_hit}) must be below trials_per_hit "
+                f"catch_per_hit: catch_per_hit ({self.catch_per_hit}) must be below trials_per_hit "
                 f"({self.trials_per_hit}) so that a HIT has main trials"
             )
         if self.main_trials_per_hit < 1:
             raise ValueError(
-                f"trials_per_hit ({self.trials_per_hit}) leaves no main trial after "
+                f"trials_per_hit: {self.trials_per_hit} trials leave no main trial after "
                 f"{self.catch_per_hit} catch trials and repeat_share {self.repeat_share}"
             )
         return self
@@ -393,9 +430,9 @@ class MTurkSettings(Strict):
     def _external_needs_https(self) -> "MTurkSettings":
         if self.question == "external":
             if not self.external_url:
-                raise ValueError("question 'external' needs external_url")
+                raise ValueError("external_url: question 'external' needs external_url")
             if not self.external_url.startswith("https://"):
-                raise ValueError("external_url must be an https:// URL (MTurk requires HTTPS)")
+                raise ValueError("external_url: must be an https:// URL (MTurk requires HTTPS)")
         return self
 
 
@@ -410,7 +447,7 @@ class PlatformSection(Strict):
     @model_validator(mode="after")
     def _mturk_is_usd(self) -> "PlatformSection":
         if self.kind == "mturk" and self.currency != "USD":
-            raise ValueError("MTurk pays in USD; set currency = \"USD\"")
+            raise ValueError("currency: MTurk pays in USD; set currency = \"USD\"")
         return self
 
 
@@ -439,7 +476,7 @@ class QualitySection(Strict):
             and self.reject_below_catch_accuracy > self.min_catch_accuracy
         ):
             raise ValueError(
-                "reject_below_catch_accuracy must not exceed min_catch_accuracy: "
+                "reject_below_catch_accuracy: must not exceed min_catch_accuracy: "
                 "rejecting payment is for clear fraud, excluding data is the milder act"
             )
         return self
@@ -496,11 +533,11 @@ class AnalysisSection(Strict):
     def _interactions_of_known_factors(self) -> "AnalysisSection":
         for i, term in enumerate(self.interactions):
             if len(term) < 2 or len(set(term)) != len(term):
-                raise ValueError(f"interactions[{i}] must name two or more distinct factors")
+                raise ValueError(f"interactions[{i}]: name two or more distinct factors")
             unknown = [f for f in term if f not in self.factors]
             if unknown:
                 raise ValueError(
-                    f"interactions[{i}] names {', '.join(map(repr, unknown))}, "
+                    f"interactions[{i}]: names {', '.join(map(repr, unknown))}, "
                     f"not in factors ({', '.join(self.factors)})"
                 )
         return self
@@ -548,7 +585,7 @@ class StudyConfig(Strict):
         if self.survey.foil == "other-target" and self.targets.count < 2:
             problems.append("survey.foil: 'other-target' needs targets.count >= 2")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -607,52 +644,53 @@ def _format_location(loc: tuple[Any, ...], data: Any) -> str:
     return ".".join(parts)
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...], data: Any) -> list[str]:
+def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
     """The keys allowed where an unknown key was found, for the error message."""
-    current: Any = model
+    annotation: Any = StudyConfig
     node = data
     for item in loc[:-1]:
         if isinstance(item, int):
+            annotation = _item_annotation(annotation)
             node = node[item] if isinstance(node, list) and item < len(node) else None
             continue
-        field = current.model_fields.get(str(item)) if isinstance(current, type) else None
-        if field is None:
-            by_alias = {f.alias: f for f in current.model_fields.values() if f.alias}
-            field = by_alias.get(str(item))
-        if field is None:
+        if isinstance(node, dict) and str(item) not in node and node.get("kind") == item:
+            continue  # a discriminated-union tag
+        model = _model_for(annotation, node)
+        if model is None:
             return []
-        current = _inner_model(field.annotation, node.get(str(item)) if isinstance(node, dict) else None)
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        if str(item) not in fields:
+            return []
+        annotation = fields[str(item)].annotation
         node = node.get(str(item)) if isinstance(node, dict) else None
-        if current is None:
-            return []
-    if not (isinstance(current, type) and issubclass(current, BaseModel)):
-        return []
-    return [f.alias or name for name, f in current.model_fields.items()]
+    model = _model_for(annotation, node)
+    return [f.alias or name for name, f in model.model_fields.items()] if model else []
 
 
-def _inner_model(annotation: Any, value: Any) -> type[BaseModel] | None:
-    """The pydantic model behind an annotation (list[X], X | None, tagged unions)."""
-    import typing
+def _item_annotation(annotation: Any) -> Any:
+    """list[X] (possibly Optional or Annotated) -> X."""
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is list or arg is list:
+            return _item_annotation(arg)
+    if typing.get_origin(annotation) is list:
+        return typing.get_args(annotation)[0]
+    return annotation
 
+
+def _model_for(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation means for this value (unions chosen by 'kind')."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    args = typing.get_args(annotation)
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _inner_model(args[0], value)
-    if origin in (list, tuple):
-        item = value[0] if isinstance(value, list) and value else None
-        return _inner_model(args[0], item) if args else None
-    candidates = [a for a in args if _inner_model(a, value) is not None]
-    if len(candidates) == 1:
-        return _inner_model(candidates[0], value)
-    for candidate in candidates:
-        model = _inner_model(candidate, value)
-        kind_field = model.model_fields.get("kind") if model else None
-        if kind_field is not None and isinstance(value, dict):
-            allowed = typing.get_args(kind_field.annotation)
-            if value.get("kind") in allowed:
-                return model
+    if typing.get_origin(annotation) is Annotated:
+        return _model_for(typing.get_args(annotation)[0], value)
+    models = [m for a in typing.get_args(annotation) if (m := _model_for(a, value))]
+    if len(models) == 1:
+        return models[0]
+    kind = value.get("kind") if isinstance(value, dict) else None
+    for model in models:
+        tag = model.model_fields.get("kind")
+        if tag is not None and kind in typing.get_args(tag.annotation):
+            return model
     return None
 
 
@@ -662,7 +700,7 @@ def _describe_error(error: dict[str, Any], data: Any, filename: str) -> str:
     kind = error.get("type", "")
     message = str(error.get("msg", "")).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(StudyConfig, loc, data)
+        allowed = _allowed_keys(loc, data)
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"{filename}: {where}: unknown key{hint}"
     if kind == "missing":
@@ -680,9 +718,16 @@ def _describe_error(error: dict[str, Any], data: Any, filename: str) -> str:
         return f"{filename}: {where}: missing {expected!r} (it selects the entry's type)"
     if kind == "value_error" and where == "(top level)":
         # cross-section rules carry their own locations
-        return "\n".join(f"{filename}: {part}" for part in message.split("; "))
+        return "\n".join(f"{filename}: {part}" for part in message.split("\n"))
+    if kind == "value_error":
+        # a section-level rule names its field first: "k: task 'matching' needs k"
+        field, sep, rest = message.partition(": ")
+        if sep and FIELD_PREFIX.fullmatch(field):
+            return f"{filename}: {where}.{field}: {rest}"
     got = error.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    shown = ""
+    if not isinstance(got, (dict, list)) and got is not None and repr(got) not in message:
+        shown = f" (got {got!r})"
     return f"{filename}: {where}: {message}{shown}"
 
 
@@ -730,3 +775,10 @@ def load_study(target: str | Path | None = None) -> Study:
 def dump_study(config: StudyConfig) -> dict[str, Any]:
     """The config as TOML-ready data (aliases used, None dropped), for round trips."""
     return config.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def study_to_toml(config: StudyConfig) -> str:
+    """study.toml text that parses back to an equal config."""
+    import tomli_w
+
+    return tomli_w.dumps(dump_study(config))

@@ -1,0 +1,104 @@
+"""The reference docs cover every study.toml key and every table column."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from generation.manifest_schema import MANIFEST
+from hitkit import config as c
+from hitkit.responses_schema import RESPONSES
+from hitkit.trials_schema import TRIALS
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+# heading in docs/study-config.md -> the schema model it documents
+CONFIG_SECTIONS = {
+    "## [study]": c.StudySection,
+    "## [[models]]": c.ModelSpec,
+    "### [models.train]": c.TrainSpec,
+    "### normalization = { mean, std }": c.CustomNormalization,
+    "## [targets]": c.TargetsSection,
+    "## [seeds]": c.SeedsSection,
+    "### seeds.kinds: gaussian": c.GaussianSeed,
+    "### seeds.kinds: uniform": c.UniformSeed,
+    "### seeds.kinds: constant": c.ConstantSeed,
+    "### seeds.kinds: image": c.ImageSeed,
+    "## [generation]": c.GenerationSection,
+    "### [[generation.losses]]: reg_free": c.RegFreeLoss,
+    "### [[generation.losses]]: regularized": c.RegularizedLoss,
+    "#### transforms": c.TransformSpec,
+    "### [[generation.losses]]: adversarial": c.AdversarialLoss,
+    "## [survey]": c.SurveySection,
+    "## [platform]": c.PlatformSection,
+    "### [platform.local]": c.LocalSettings,
+    "### [platform.prolific]": c.ProlificSettings,
+    "### [platform.mturk]": c.MTurkSettings,
+    "#### [platform.mturk.qualifications]": c.MTurkQualifications,
+    "## [quality]": c.QualitySection,
+    "## [analysis]": c.AnalysisSection,
+    "### [analysis.priors]": c.PriorsSection,
+}
+
+
+def sections(text: str) -> dict[str, str]:
+    """Markdown heading line -> the text up to the next heading."""
+    parts = re.split(r"^(#{2,4} .+)$", text, flags=re.MULTILINE)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def documented_keys(body: str) -> set[str]:
+    return set(re.findall(r"^\| `([^`]+)` \|", body, flags=re.MULTILINE))
+
+
+def all_models(root=c.StudyConfig):
+    """Every pydantic model reachable from StudyConfig."""
+    import typing
+
+    seen, todo = set(), [root]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for field in model.model_fields.values():
+            stack = [field.annotation]
+            while stack:
+                ann = stack.pop()
+                if isinstance(ann, type) and issubclass(ann, c.BaseModel):
+                    todo.append(ann)
+                stack.extend(typing.get_args(ann))
+    return seen - {root}
+
+
+def test_every_config_model_has_a_section():
+    assert all_models() == set(CONFIG_SECTIONS.values())
+
+
+@pytest.mark.parametrize("heading", CONFIG_SECTIONS)
+def test_every_config_key_is_documented(heading):
+    found = sections((DOCS / "study-config.md").read_text())
+    assert heading in found, f"docs/study-config.md lacks the heading {heading!r}"
+    model = CONFIG_SECTIONS[heading]
+    expected = {f.alias or name for name, f in model.model_fields.items()}
+    documented = documented_keys(found[heading])
+    assert expected == documented, (
+        f"{heading}: undocumented {sorted(expected - documented)}, stale {sorted(documented - expected)}"
+    )
+
+
+@pytest.mark.parametrize("schema", [MANIFEST, TRIALS, RESPONSES], ids=lambda s: s.name)
+def test_every_column_is_documented(schema):
+    found = sections((DOCS / "data-formats.md").read_text())
+    heading = f"## {schema.name}.parquet"
+    assert heading in found
+    body = found[heading]
+    rows = dict(re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", body, flags=re.MULTILINE))
+    assert set(rows) == set(schema.names), (
+        f"{heading}: undocumented {sorted(set(schema.names) - set(rows))}, "
+        f"stale {sorted(set(rows) - set(schema.names))}"
+    )
+    for column in schema.columns:
+        kind = str(column.type).split("<")[0].split("[")[0]
+        assert rows[column.name].strip().startswith(kind), f"{column.name}: type in docs is {rows[column.name]!r}"
+    assert "factor columns" in body
