@@ -14,7 +14,7 @@ import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -155,7 +155,7 @@ class ModelSpec(Strict):
         return value
 
     @model_validator(mode="after")
-    def _needs_weights(self) -> "ModelSpec":
+    def _needs_weights(self) -> ModelSpec:
         if self.checkpoint is None and self.train is None:
             raise ValueError(
                 "checkpoint: give a checkpoint path, or a [models.train] table to train a demo model"
@@ -178,7 +178,7 @@ class TargetsSection(Strict):
     size: int | None = Field(default=None, ge=8, le=4096)
 
     @model_validator(mode="after")
-    def _path_when_needed(self) -> "TargetsSection":
+    def _path_when_needed(self) -> TargetsSection:
         if self.source in NEEDS_PATH and not self.path:
             raise ValueError(f"path: source {self.source!r} needs a path")
         if self.source not in NEEDS_PATH and self.path:
@@ -201,7 +201,7 @@ class UniformSeed(Strict):
     high: float = Field(default=1.0, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "UniformSeed":
+    def _ordered(self) -> UniformSeed:
         if self.low >= self.high:
             raise ValueError("high: low must be below high")
         return self
@@ -219,7 +219,7 @@ class ImageSeed(Strict):
 
 
 SeedKind = Annotated[
-    Union[GaussianSeed, UniformSeed, ConstantSeed, ImageSeed], Field(discriminator="kind")
+    GaussianSeed | UniformSeed | ConstantSeed | ImageSeed, Field(discriminator="kind")
 ]
 
 
@@ -286,7 +286,7 @@ class AdversarialLoss(Strict):
 
 
 LossSpec = Annotated[
-    Union[RegFreeLoss, RegularizedLoss, AdversarialLoss], Field(discriminator="kind")
+    RegFreeLoss | RegularizedLoss | AdversarialLoss, Field(discriminator="kind")
 ]
 
 
@@ -314,7 +314,7 @@ class GenerationSection(Strict):
         return value
 
     @model_validator(mode="after")
-    def _finish_within_steps(self) -> "GenerationSection":
+    def _finish_within_steps(self) -> GenerationSection:
         if self.finish_steps is not None and self.finish_steps > self.steps:
             raise ValueError(f"finish_steps: {self.finish_steps} exceeds steps ({self.steps})")
         return self
@@ -353,7 +353,7 @@ class SurveySection(Strict):
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
-    def _task_shape(self) -> "SurveySection":
+    def _task_shape(self) -> SurveySection:
         if self.task == "matching" and self.k is None:
             raise ValueError("k: task 'matching' needs k (the number of targets per trial)")
         if self.task == "2afc" and self.k is not None:
@@ -427,7 +427,7 @@ class MTurkSettings(Strict):
     qualifications: MTurkQualifications = Field(default_factory=MTurkQualifications)
 
     @model_validator(mode="after")
-    def _external_needs_https(self) -> "MTurkSettings":
+    def _external_needs_https(self) -> MTurkSettings:
         if self.question == "external":
             if not self.external_url:
                 raise ValueError("external_url: question 'external' needs external_url")
@@ -445,7 +445,7 @@ class PlatformSection(Strict):
     mturk: MTurkSettings = Field(default_factory=MTurkSettings)
 
     @model_validator(mode="after")
-    def _mturk_is_usd(self) -> "PlatformSection":
+    def _mturk_is_usd(self) -> PlatformSection:
         if self.kind == "mturk" and self.currency != "USD":
             raise ValueError("currency: MTurk pays in USD; set currency = \"USD\"")
         return self
@@ -470,7 +470,7 @@ class QualitySection(Strict):
     )
 
     @model_validator(mode="after")
-    def _reject_stricter_than_exclude(self) -> "QualitySection":
+    def _reject_stricter_than_exclude(self) -> QualitySection:
         if (
             self.reject_below_catch_accuracy is not None
             and self.reject_below_catch_accuracy > self.min_catch_accuracy
@@ -530,7 +530,7 @@ class AnalysisSection(Strict):
         return value
 
     @model_validator(mode="after")
-    def _interactions_of_known_factors(self) -> "AnalysisSection":
+    def _interactions_of_known_factors(self) -> AnalysisSection:
         for i, term in enumerate(self.interactions):
             if len(term) < 2 or len(set(term)) != len(term):
                 raise ValueError(f"interactions[{i}]: name two or more distinct factors")
@@ -558,7 +558,7 @@ class StudyConfig(Strict):
     analysis: AnalysisSection
 
     @model_validator(mode="after")
-    def _cross_section_rules(self) -> "StudyConfig":
+    def _cross_section_rules(self) -> StudyConfig:
         problems: list[str] = []
         names = [m.name for m in self.models]
         for name in sorted({n for n in names if names.count(n) > 1}):

@@ -109,7 +109,7 @@ def test_installed_console_script_has_version_and_examples():
 
 
 def test_every_command_has_examples_in_its_help():
-    for name, command in cli.commands.items():
+    for name in cli.commands:
         result = run(name, "--help")
         assert result.exit_code == 0, name
         assert "Examples:" in result.output, f"`hitkit {name} --help` shows no example"
