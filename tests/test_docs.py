@@ -102,3 +102,23 @@ def test_every_column_is_documented(schema):
         kind = str(column.type).split("<")[0].split("[")[0]
         assert rows[column.name].strip().startswith(kind), f"{column.name}: type in docs is {rows[column.name]!r}"
     assert "factor columns" in body
+
+
+def shell_commands_in_docs():
+    """(file, command name) for every `hitkit <command>` in a shell code block."""
+    found = []
+    for path in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        blocks = re.findall(r"```(?:sh|bash|console|shell)\n(.*?)```", path.read_text(), flags=re.DOTALL)
+        for block in blocks:
+            for match in re.finditer(r"(?:^|[\s/])hitkit ([a-z][a-z-]*)", block, flags=re.MULTILINE):
+                found.append((path.name, match.group(1)))
+    return found
+
+
+def test_docs_name_only_existing_commands():
+    from hitkit.cli import cli
+
+    commands = shell_commands_in_docs()
+    assert commands, "no hitkit command found in the docs' code blocks"
+    missing = sorted({(f, name) for f, name in commands if name not in cli.commands})
+    assert not missing, f"commands in docs that `hitkit --help` does not list: {missing}"
