@@ -9,14 +9,14 @@ names the file and column that do not fit.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from hitkit.files import atomic_write
 
 
 class TableError(ValueError):
@@ -112,17 +112,7 @@ class TableSchema:
 
 def write_table(table: pa.Table, path: str | Path) -> Path:
     """Write Parquet atomically: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_table(path: str | Path, schema: TableSchema, factors: Sequence[str] = ()) -> pa.Table:
