@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -19,7 +20,49 @@ Every command takes --study DIR (default: the current folder).
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+# Commands of the later stages, imported only when run: `hitkit --help` and
+# `hitkit validate` must not pay for importing torch and PyMC.
+# name -> (module, attribute, one-line help shown by `hitkit --help`)
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "design": ("hitkit.survey_commands", "design", "Make the trials and HITs: trials.parquet and the HITs in ledger.sqlite."),
+    "serve": ("hitkit.survey_commands", "serve", "Serve the participant web app and its API (Starlette under uvicorn)."),
+    "publish": ("hitkit.survey_commands", "publish", "Open the study to participants: a batch in the ledger and its links."),
+    "collect": ("hitkit.survey_commands", "collect", "Collect submitted work (local: read the ledger) and report progress."),
+    "status": ("hitkit.survey_commands", "status", "Show HITs and assignments by state."),
+    "simulate": ("hitkit.survey_commands", "simulate", "Take the survey with simulated participants over the same HTTP API."),
+    "review": ("hitkit.survey_commands", "review", "Score every submitted assignment by the [quality] rules; recommend what to do."),
+    "export": ("hitkit.survey_commands", "export", "Write responses.parquet: one row per response, pseudonymised, with factors."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose stage commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, attribute, _ = LAZY_COMMANDS[name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name][2]))
+            else:
+                rows.append((name, self.commands[name].get_short_help_str(limit=80)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="hitkit")
 def cli() -> None:
     """Measure whether a network's learned invariances match human perception.

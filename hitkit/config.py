@@ -85,6 +85,10 @@ class StudySection(Strict):
     secret_file: str = "~/.config/hitkit/{id}.secret"
     # Where IRIs are stored: a folder (relative to the study) or s3://bucket/prefix.
     store: str = "iris"
+    # How the survey links to IRIs stored on S3: presigned URLs (private bucket) living
+    # store_url_hours (SigV4 allows at most 168), or plain public URLs.
+    store_urls: Literal["presigned", "public"] = "presigned"
+    store_url_hours: float = Field(default=168.0, gt=0, le=168)
     seed: int = Field(default=0, ge=0)
 
     @field_validator("secret_file")
@@ -300,6 +304,10 @@ class GenerationSection(Strict):
     batch_size: int = Field(default=32, ge=1)
     # fp32 steps that end a bf16 run on CUDA; default: a tenth of the steps, at most 200
     finish_steps: int | None = Field(default=None, ge=0)
+    # Perceptual distance for the manifest's dist_target/dist_seed and `hitkit proxy`;
+    # the fallback is used (with a warning) when LPIPS backbone weights are not cached.
+    distance_metric: Literal["lpips-alex", "lpips-vgg", "ssim", "ms-ssim"] = "lpips-alex"
+    distance_fallback: Literal["ssim", "ms-ssim", "none"] = "ssim"
     losses: list[LossSpec] = Field(default_factory=list)
 
     @field_validator("losses")
@@ -379,6 +387,17 @@ class SurveySection(Strict):
     @property
     def repeats_per_hit(self) -> int:
         return self.trials_per_hit - self.catch_per_hit - self.main_trials_per_hit
+
+    def main_trials_capacity(self, targets: int) -> int:
+        """Main trials a HIT can hold without showing a target twice."""
+        per_trial = 1 if self.task == "2afc" else int(self.k or 2)
+        return min(self.main_trials_per_hit, targets // per_trial)
+
+    def repeats_for(self, main: int) -> int:
+        """Repeats in a HIT of `main` main trials: the configured share, pro rata when short."""
+        full = self.main_trials_per_hit
+        repeats = self.repeats_per_hit if main >= full else round(self.repeats_per_hit * main / full)
+        return min(repeats, main)
 
     @property
     def chance(self) -> float:
@@ -511,6 +530,9 @@ class AnalysisSection(Strict):
     chains: int = Field(default=4, ge=1)
     seed: int = Field(default=0, ge=0)
     target_accept: float = Field(default=0.9, gt=0, lt=1)
+    # Participant, image and model effects are centred when their levels have at least
+    # this many trials (median), non-centred otherwise (see docs/analysis.md).
+    centred_min_trials: int = Field(default=100, ge=1)
 
     @field_validator("factors")
     @classmethod

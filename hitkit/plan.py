@@ -60,10 +60,20 @@ def plan_study(config: StudyConfig) -> StudyPlan:
     iris_per_model_loss = config.targets.count * seeds
     iris = iris_per_model_loss * len(config.models) * len(config.generation.losses)
     main_trials = count_main_trials(config, iris_per_model_loss)
-    hits = math.ceil(main_trials / survey.main_trials_per_hit) if main_trials else 0
+    main_per_hit = survey.main_trials_capacity(config.targets.count)
+    repeats_per_hit = survey.repeats_for(main_per_hit)
+    hits = math.ceil(main_trials / main_per_hit) if main_trials and main_per_hit else 0
     participants = hits * survey.responses_per_iri
     cost = estimate_cost(config, hits, participants)
     notes: list[str] = []
+    if main_per_hit < survey.main_trials_per_hit:
+        notes.append(
+            f"{survey.main_trials_per_hit} main trials per HIT would show a target twice "
+            f"({config.targets.count} targets): HITs hold {main_per_hit} main + "
+            f"{survey.catch_per_hit} catch + {repeats_per_hit} repeats = "
+            f"{main_per_hit + survey.catch_per_hit + repeats_per_hit} trials; lower "
+            "trials_per_hit or add targets"
+        )
     if survey.task == "matching" and iris_per_model_loss % int(survey.k or 2):
         left = iris_per_model_loss % int(survey.k or 2)
         notes.append(
@@ -97,12 +107,12 @@ def plan_study(config: StudyConfig) -> StudyPlan:
         image_steps=iris * config.generation.steps,
         main_trials=main_trials,
         hits=hits,
-        trials_per_hit=survey.trials_per_hit,
-        main_per_hit=survey.main_trials_per_hit,
+        trials_per_hit=main_per_hit + survey.catch_per_hit + repeats_per_hit,
+        main_per_hit=main_per_hit,
         catch_per_hit=survey.catch_per_hit,
-        repeats_per_hit=survey.repeats_per_hit,
+        repeats_per_hit=repeats_per_hit,
         participants=participants,
-        responses=participants * survey.trials_per_hit,
+        responses=participants * (main_per_hit + survey.catch_per_hit + repeats_per_hit),
         cost=cost,
         hourly=hourly,
         notes=notes,

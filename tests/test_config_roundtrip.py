@@ -106,7 +106,12 @@ def test_plan_adds_up(data):
     config: StudyConfig = study_from_dict(data)
     plan = plan_study(config)
     survey = config.survey
-    assert plan.main_per_hit + plan.catch_per_hit + plan.repeats_per_hit == survey.trials_per_hit
+    assert plan.main_per_hit + plan.catch_per_hit + plan.repeats_per_hit == plan.trials_per_hit
+    assert plan.trials_per_hit <= survey.trials_per_hit
+    # a HIT never needs a target twice, and is only shortened when it would
+    per_trial = 1 if survey.task == "2afc" else survey.k
+    assert plan.main_per_hit * per_trial <= config.targets.count
+    assert (plan.trials_per_hit == survey.trials_per_hit) == (plan.main_per_hit == survey.main_trials_per_hit)
     assert plan.repeats_per_hit <= math.ceil(survey.repeat_share * plan.main_per_hit) + 1
     assert plan.iris == plan.models * plan.targets * plan.seeds * plan.losses
     assert plan.image_steps == plan.iris * config.generation.steps

@@ -14,11 +14,22 @@ def test_demo_plan_counts(demo_data):
     # 8 models × 12 targets × 1 seed × 2 losses
     assert plan.iris == 192
     assert plan.image_steps == 192 * 300
-    # 24 trials = 3 catch + 19 main + 2 repeats (19 × 1.1 = 20.9 <= 21 free slots)
-    assert (plan.main_per_hit, plan.catch_per_hit, plan.repeats_per_hit) == (19, 3, 2)
-    assert plan.hits == 11  # ceil(192 / 19)
-    assert plan.participants == 33
-    assert plan.cost.total == Decimal("33.00")
+    # 16 trials = 2 catch + 12 main + 2 repeats (12 × 1.1 = 13.2 <= 14 free slots)
+    assert (plan.main_per_hit, plan.catch_per_hit, plan.repeats_per_hit) == (12, 2, 2)
+    assert plan.hits == 16  # 192 / 12
+    assert plan.participants == 48
+    assert plan.cost.total == Decimal("48.00")
+
+
+def test_main_trials_are_capped_so_no_target_shows_twice(demo_data):
+    demo_data["survey"].update(trials_per_hit=24, catch_per_hit=3)
+    plan = plan_study(study_from_dict(demo_data))
+    # 19 main trials would fit 24 slots, but there are only 12 targets
+    assert plan.main_per_hit == 12
+    assert plan.repeats_per_hit == 1  # round(2 × 12 / 19), pro rata
+    assert plan.trials_per_hit == 16
+    assert plan.hits == 16
+    assert any("HITs hold 12 main + 3 catch + 1 repeats = 16 trials" in n for n in plan.notes)
 
 
 def test_matching_groups_k_iris_per_trial(demo_data):
