@@ -32,6 +32,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulate": ("hitkit.survey_commands", "simulate", "Take the survey with simulated participants over the same HTTP API."),
     "review": ("hitkit.survey_commands", "review", "Score every submitted assignment by the [quality] rules; recommend what to do."),
     "export": ("hitkit.survey_commands", "export", "Write responses.parquet: one row per response, pseudonymised, with factors."),
+    "pay": ("hitkit.platforms.commands", "pay", "Approve, reject and pay bonuses as `hitkit review` decided; exactly once."),
+    "import-mturk": ("hitkit.platforms.commands", "import_mturk", "Import MTurk results (batch-results CSV or assignment XML) into the ledger."),
 }
 
 

@@ -1,0 +1,96 @@
+"""The one platform interface: publish a batch, status, collect, approve, reject, bonus, expire.
+
+Every backend (local, prolific, mturk) speaks in hitkit's own assignment IDs
+(the ledger's `assignments.assignment_id`); only the backend knows how those
+map to a platform's submissions or assignments. Raw participant IDs never
+appear in these dataclasses, in events or in journaled requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+
+class PlatformError(RuntimeError):
+    """A platform call that failed for good, or a setting that cannot work; the message says which."""
+
+
+class OutcomeUnknown(PlatformError):
+    """A call was sent but its outcome is not known yet; a later run reconciles it."""
+
+
+#: Called at the points of an outward action where a crash leaves a distinct state:
+#: ("journaled", key) before the request is sent, ("sent", key) after the platform
+#: answered but before the answer is recorded. Tests raise from it to simulate a crash.
+Checkpoint = Callable[[str, str], None]
+
+
+def no_checkpoint(point: str, key: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    platform: str
+    batch_id: str
+    external_id: str | None  # Prolific study ID, MTurk HIT type ID
+    places: int
+    created: bool  # False when the batch already existed (a re-run is a no-op)
+    urls: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    platform: str
+    batch_id: str
+    external_id: str | None
+    state: str  # the platform's own word (ACTIVE, Assignable, open, ...)
+    places: int
+    submissions_by_state: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    platform: str
+    new: int  # submissions stored in the ledger by this run
+    awaiting_review: list[str]  # hitkit assignment IDs ready for approve/reject
+    approved: int
+    rejected: int
+    pending: int  # started or submitted here, not yet completed on the platform
+    problems: list[str] = field(default_factory=list)  # e.g. completed there, no data here
+
+
+@dataclass(frozen=True)
+class Bonus:
+    assignment_id: str
+    amount: Decimal
+    reason: str
+
+
+@dataclass(frozen=True)
+class ActionSummary:
+    done: list[str]  # assignment IDs (or payment IDs) settled by this call
+    already: list[str]  # settled by an earlier run: nothing sent
+    failed: dict[str, str] = field(default_factory=dict)  # ID -> why
+
+
+class Platform(Protocol):
+    kind: str
+
+    def publish(self, *, new: bool = False) -> PublishResult: ...
+
+    def status(self) -> BatchStatus: ...
+
+    def collect(self) -> CollectResult: ...
+
+    def approve(self, assignment_ids: list[str]) -> ActionSummary: ...
+
+    def reject(self, assignment_ids: list[str], message: str) -> ActionSummary: ...
+
+    def bonus(self, bonuses: list[Bonus]) -> ActionSummary: ...
+
+    def expire(self) -> list[str]: ...

@@ -1,0 +1,196 @@
+"""What the platform backends write into the ledger besides journaled actions.
+
+Batches, review outcomes (assignment state and the reward payment), bonus
+payment rows, submissions that arrive through a platform's API (MTurk's
+HTMLQuestion answers, imported MTurk results) and the raw answers archive.
+Raw platform participant IDs go into `assignments.participant_key` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from hitkit.hits import active_design_id
+from hitkit.ledger import Ledger, dumps, now_iso
+from hitkit.platforms.base import Bonus, PlatformError
+from hitkit.submission import Submission
+
+
+def digest(*parts: object, length: int = 16) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:length]
+
+
+def open_batch(ledger: Ledger, platform: str) -> Any:
+    design_id = active_design_id(ledger)
+    if design_id is None:
+        raise PlatformError("the ledger has no HITs: run `hitkit design` first")
+    return ledger.query_one(
+        "SELECT * FROM batches WHERE design_id = ? AND platform = ? AND state = 'open'"
+        " ORDER BY created_at DESC LIMIT 1", (design_id, platform))
+
+
+def create_batch(ledger: Ledger, platform: str, places: int, settings: dict[str, Any]) -> Any:
+    design_id = active_design_id(ledger)
+    if design_id is None:
+        raise PlatformError("the ledger has no HITs: run `hitkit design` first")
+    batch_id = platform[0] + secrets.token_hex(6)
+    with ledger.transaction() as con:
+        con.execute(
+            "INSERT INTO batches (batch_id, design_id, platform, state, places, settings, created_at)"
+            " VALUES (?, ?, ?, 'open', ?, ?, ?)",
+            (batch_id, design_id, platform, places, dumps(settings), now_iso()))
+        ledger.add_event("batch_created", batch_id, platform=platform, places=places)
+    return ledger.query_one("SELECT * FROM batches WHERE batch_id = ?", (batch_id,))
+
+
+def set_external_id(ledger: Ledger, batch_id: str, external_id: str) -> None:
+    with ledger.transaction() as con:
+        con.execute("UPDATE batches SET external_id = ? WHERE batch_id = ? AND external_id IS NULL",
+                    (external_id, batch_id))
+
+
+def close_batch(ledger: Ledger, batch_id: str) -> None:
+    with ledger.transaction() as con:
+        con.execute("UPDATE batches SET state = 'closed' WHERE batch_id = ?", (batch_id,))
+        ledger.add_event("batch_closed", batch_id)
+
+
+def planned_places(ledger: Ledger) -> int:
+    design_id = active_design_id(ledger)
+    row = ledger.query_one(
+        "SELECT COALESCE(SUM(max_assignments), 0) AS n FROM hits WHERE design_id = ? AND state = 'open'",
+        (design_id,))
+    return int(row["n"])
+
+
+def record_review(ledger: Ledger, assignment_id: str, state: str, reward: Decimal | None,
+                  currency: str, action_key: str | None, message: str | None = None) -> None:
+    """An approval (with its reward payment) or a rejection, as the platform confirmed it."""
+    with ledger.transaction() as con:
+        row = con.execute("SELECT state FROM assignments WHERE assignment_id = ?",
+                          (assignment_id,)).fetchone()
+        if row is None or row["state"] == state:
+            return
+        con.execute("UPDATE assignments SET state = ? WHERE assignment_id = ?", (state, assignment_id))
+        stamp = now_iso()
+        if state == "approved" and reward is not None:
+            con.execute(
+                "INSERT OR IGNORE INTO payments (payment_id, assignment_id, kind, amount, currency,"
+                " reason, action_key, state, created_at, updated_at)"
+                " VALUES (?, ?, 'reward', ?, ?, '', ?, 'paid', ?, ?)",
+                ("pay-" + digest(assignment_id, "reward"), assignment_id, str(reward), currency,
+                 action_key, stamp, stamp))
+        ledger.add_event(state, assignment_id, **({"message": message} if message else {}))
+
+
+def plan_bonuses(ledger: Ledger, bonuses: list[Bonus], currency: str) -> list[str]:
+    """Payment rows for the bonuses (one per assignment and reason, ever); their payment IDs.
+
+    A bonus already planned or paid for the same assignment and reason is not
+    planned again: UNIQUE (assignment_id, kind, reason) is the double-payment guard.
+    """
+    ids = []
+    with ledger.transaction() as con:
+        for b in bonuses:
+            if b.amount <= 0:
+                raise PlatformError(f"bonus for {b.assignment_id}: amount {b.amount} must be positive")
+            if con.execute("SELECT 1 FROM assignments WHERE assignment_id = ?",
+                           (b.assignment_id,)).fetchone() is None:
+                raise PlatformError(f"bonus: no assignment {b.assignment_id} in the ledger")
+            payment_id = "pay-" + digest(b.assignment_id, "bonus", b.reason)
+            stamp = now_iso()
+            cur = con.execute(
+                "INSERT OR IGNORE INTO payments (payment_id, assignment_id, kind, amount, currency,"
+                " reason, state, created_at, updated_at) VALUES (?, ?, 'bonus', ?, ?, ?, 'planned', ?, ?)",
+                (payment_id, b.assignment_id, str(b.amount), currency, b.reason, stamp, stamp))
+            if cur.rowcount:
+                ledger.add_event("bonus_planned", b.assignment_id, payment_id=payment_id,
+                                 amount=str(b.amount))
+            ids.append(payment_id)
+    return ids
+
+
+def payments(ledger: Ledger, payment_ids: list[str]) -> list[Any]:
+    marks = ",".join("?" * len(payment_ids))
+    return ledger.query(f"SELECT * FROM payments WHERE payment_id IN ({marks}) ORDER BY payment_id",
+                        tuple(payment_ids)) if payment_ids else []
+
+
+def bind_payments(ledger: Ledger, payment_ids: list[str], action_key: str) -> None:
+    """Tie planned payments to the action that will pay them (before it is journaled)."""
+    with ledger.transaction() as con:
+        for pid in payment_ids:
+            con.execute("UPDATE payments SET action_key = ?, updated_at = ? WHERE payment_id = ?"
+                        " AND action_key IS NULL AND state = 'planned'", (action_key, now_iso(), pid))
+
+
+def settle_payments(ledger: Ledger, payment_ids: list[str], state: str) -> None:
+    with ledger.transaction() as con:
+        for pid in payment_ids:
+            con.execute("UPDATE payments SET state = ?, updated_at = ? WHERE payment_id = ?",
+                        (state, now_iso(), pid))
+            ledger.add_event("bonus_" + state, pid)
+
+
+def unpaid_bonus_runs(ledger: Ledger, payment_ids: list[str]) -> dict[str | None, list[str]]:
+    """The given payments not yet paid, grouped by the action bound to them (None: unbound)."""
+    runs: dict[str | None, list[str]] = {}
+    for row in payments(ledger, payment_ids):
+        if row["state"] != "paid":
+            runs.setdefault(row["action_key"], []).append(row["payment_id"])
+    return runs
+
+
+def paid_bonus_count(ledger: Ledger, assignment_id: str) -> int:
+    row = ledger.query_one("SELECT COUNT(*) AS n FROM payments WHERE assignment_id = ? AND"
+                           " kind = 'bonus' AND state = 'paid'", (assignment_id,))
+    return int(row["n"])
+
+
+def archive_raw(ledger: Ledger, platform: str, subject: str, raw: dict[str, Any]) -> bool:
+    """Keep a platform's raw answer (platforms delete them: MTurk after 120 days); once per content."""
+    text = dumps(raw)
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    with ledger.transaction() as con:
+        seen = con.execute("SELECT 1 FROM events WHERE kind = 'raw_archived' AND subject = ?"
+                           " AND json_extract(data, '$.sha256') = ?", (subject, sha)).fetchone()
+        if seen:
+            return False
+        ledger.add_event("raw_archived", subject, platform=platform, sha256=sha, raw=raw)
+    return True
+
+
+def store_submission(ledger: Ledger, *, hit_id: str, batch_id: str | None, platform: str,
+                     participant_key: str, platform_assignment_id: str, submission: Submission,
+                     submitted_at: str | None, state: str = "submitted") -> tuple[str, bool]:
+    """An assignment whose responses came through the platform's API (one transaction).
+
+    Returns (hitkit assignment ID, created); the same platform assignment twice is a no-op.
+    """
+    with ledger.transaction() as con:
+        row = con.execute(
+            "SELECT assignment_id FROM assignments WHERE platform = ? AND platform_assignment_id = ?",
+            (platform, platform_assignment_id)).fetchone()
+        if row is not None:
+            return row["assignment_id"], False
+        assignment_id = "a" + digest(platform, platform_assignment_id, length=24)
+        stamp = now_iso()
+        con.execute(
+            "INSERT INTO assignments (assignment_id, hit_id, batch_id, platform, participant_key,"
+            " platform_assignment_id, state, started_at, submitted_at, completion_code,"
+            " submission_sha256, comment, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (assignment_id, hit_id, batch_id, platform, participant_key, platform_assignment_id,
+             state, submitted_at or stamp, submitted_at or stamp, digest(assignment_id, length=8).upper(),
+             submission.sha256, submission.comment, dumps(submission.client)))
+        con.executemany(
+            "INSERT INTO responses (response_id, assignment_id, trial_id, choice, rt_ms, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(f"{assignment_id}-{r.trial_id}", assignment_id, r.trial_id, json.dumps(list(r.choice)),
+              r.rt_ms, stamp) for r in submission.responses])
+        ledger.add_event("submitted", assignment_id, platform=platform,
+                         responses=len(submission.responses))
+    return assignment_id, True

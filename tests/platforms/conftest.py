@@ -1,0 +1,1 @@
+from tests.fakes.fixtures import mturk_fake, prolific_fake  # noqa: F401  (fixtures)

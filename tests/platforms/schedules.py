@@ -1,0 +1,62 @@
+"""Randomized, seeded fault schedules over publish -> participants -> collect -> approve -> bonus.
+
+One schedule = one seed. The seed fixes the fake's random faults (500/503,
+throttling, timeouts and dropped connections before or after the request is
+applied) and one or two crashes of the client: a `Crash` raised from the
+client's checkpoint hook at the n-th ("journaled", key) or ("sent", key)
+point. Raising there leaves exactly what a killed process leaves: every
+ledger transaction committed before that point, nothing after it, and the
+platform's state as the request left it. After a crash (or a command that
+gave up) the driver starts over with a fresh ledger connection and client,
+as an operator re-running the commands would. A failing schedule replays
+from its seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+class Crash(BaseException):
+    """A simulated process kill (BaseException: nothing may catch it as an error)."""
+
+
+@dataclass
+class CrashPlan:
+    """Crash at the n-th visit of a point; `hits` counts visits across restarts."""
+
+    targets: list[tuple[str, int]]
+    visits: Counter = field(default_factory=Counter)
+    crashed: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_seed(cls, seed: int, span: int = 30) -> CrashPlan:
+        rng = random.Random(f"crash|{seed}")
+        targets = [(rng.choice(["journaled", "sent"]), rng.randrange(1, span))
+                   for _ in range(rng.choice([1, 1, 2]))]
+        return cls(targets)
+
+    def __call__(self, point: str, key: str) -> None:
+        self.visits[point] += 1
+        if (point, self.visits[point]) in self.targets:
+            self.crashed.append((point, key))
+            raise Crash(f"killed at {point} of {key}")
+
+
+@dataclass
+class Tally:
+    schedules: int = 0
+    faults: Counter = field(default_factory=Counter)
+    crashes: Counter = field(default_factory=Counter)
+    restarts: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    double_payments: int = 0
+
+    def line(self, name: str) -> str:
+        return (f"{name}: {self.schedules} schedules, faults {dict(sorted(self.faults.items()))}, "
+                f"crashes {dict(sorted(self.crashes.items()))}, restarts {self.restarts}, "
+                f"duplicates {self.duplicates}, lost {self.lost}, "
+                f"double payments {self.double_payments}")
