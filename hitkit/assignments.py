@@ -38,6 +38,8 @@ class Arrival:
     platform_hit_id: str | None = None
     # an open (multi-use) local link tells its participants apart by this browser-held ID
     link_participant: str | None = None
+    # the hitkit HIT the platform already chose (an MTurk ExternalQuestion's hitId), if any
+    hit_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def get_assignment(ledger: Ledger, assignment_id: str) -> Assignment | None:
 
 
 def start_assignment(ledger: Ledger, arrival: Arrival, hold_minutes: float) -> Assignment:
-    """Resume the participant's assignment, or give them the least-filled open HIT.
+    """Resume the participant's assignment, or give them the least-filled open HIT
+    (or the HIT the platform chose: `arrival.hit_id`, from an MTurk ExternalQuestion).
 
     A started assignment holds its place for `hold_minutes`; after that an
     unsubmitted one no longer counts against the HIT's places (it can still be
@@ -86,9 +89,9 @@ def start_assignment(ledger: Ledger, arrival: Arrival, hold_minutes: float) -> A
     with ledger.transaction() as con:
         row = con.execute(
             "SELECT a.* FROM assignments a JOIN hits h USING (hit_id)"
-            " WHERE a.participant_key = ? AND h.state = 'open'"
+            " WHERE a.participant_key = ? AND h.state = 'open' AND h.hit_id = COALESCE(?, h.hit_id)"
             " ORDER BY a.started_at DESC LIMIT 1",
-            (arrival.participant_key,),
+            (arrival.participant_key, arrival.hit_id),
         ).fetchone()
         if row is not None:
             ledger.add_event("assignment_resumed", row["assignment_id"])
@@ -107,19 +110,14 @@ def start_assignment(ledger: Ledger, arrival: Arrival, hold_minutes: float) -> A
             if used >= link["cap"]:
                 raise AssignmentError("this link has been used up", 410, "token")
             batch_id = link["batch_id"]
-        hit = con.execute(
-            """
-            SELECT h.hit_id FROM hits h
-            LEFT JOIN assignments a ON a.hit_id = h.hit_id
-                 AND (a.state != 'started' OR a.started_at > ?)
-            WHERE h.state = 'open'
-            GROUP BY h.hit_id
-            HAVING COUNT(a.assignment_id) < h.max_assignments
-            ORDER BY COUNT(a.assignment_id), h.ordinal
-            LIMIT 1
-            """,
-            (cutoff,),
-        ).fetchone()
+        if arrival.hit_id is not None:
+            # the platform hands out this HIT's places itself (MTurk's MaxAssignments)
+            hit = con.execute("SELECT hit_id, state FROM hits WHERE hit_id = ?",
+                              (arrival.hit_id,)).fetchone()
+            if hit is None or hit["state"] != "open":
+                raise AssignmentError("this HIT is no longer open", 410, "hitId")
+        else:
+            hit = _least_filled_hit(con, cutoff)
         if hit is None:
             if con.execute("SELECT 1 FROM hits WHERE state = 'open' LIMIT 1").fetchone() is None:
                 raise AssignmentError("this study has no HITs yet", 409, "study")
@@ -138,6 +136,24 @@ def start_assignment(ledger: Ledger, arrival: Arrival, hold_minutes: float) -> A
         row = con.execute("SELECT * FROM assignments WHERE assignment_id = ?",
                           (assignment_id,)).fetchone()
     return _assignment(row)
+
+
+def _least_filled_hit(con, cutoff: str):
+    """The open HIT with the fewest places taken (abandoned assignments older than `cutoff`
+    no longer count), or None when every place is taken."""
+    return con.execute(
+        """
+        SELECT h.hit_id FROM hits h
+        LEFT JOIN assignments a ON a.hit_id = h.hit_id
+             AND (a.state != 'started' OR a.started_at > ?)
+        WHERE h.state = 'open'
+        GROUP BY h.hit_id
+        HAVING COUNT(a.assignment_id) < h.max_assignments
+        ORDER BY COUNT(a.assignment_id), h.ordinal
+        LIMIT 1
+        """,
+        (cutoff,),
+    ).fetchone()
 
 
 def _with_link_identity(ledger: Ledger, arrival: Arrival) -> Arrival:

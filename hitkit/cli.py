@@ -24,6 +24,8 @@ Every command takes --study DIR (default: the current folder).
 # `hitkit validate` must not pay for importing torch and PyMC.
 # name -> (module, attribute, one-line help shown by `hitkit --help`)
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "generate": ("generation.commands", "generate", "Make the study's IRIs and write manifest.parquet."),
+    "proxy": ("generation.commands", "proxy", "Score IRIs with the machine 2AFC stand-in and write proxy.csv."),
     "design": ("hitkit.survey_commands", "design", "Make the trials and HITs: trials.parquet and the HITs in ledger.sqlite."),
     "serve": ("hitkit.survey_commands", "serve", "Serve the participant web app and its API (Starlette under uvicorn)."),
     "publish": ("hitkit.survey_commands", "publish", "Open the study to participants: a batch in the ledger and its links."),
@@ -32,8 +34,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulate": ("hitkit.survey_commands", "simulate", "Take the survey with simulated participants over the same HTTP API."),
     "review": ("hitkit.survey_commands", "review", "Score every submitted assignment by the [quality] rules; recommend what to do."),
     "export": ("hitkit.survey_commands", "export", "Write responses.parquet: one row per response, pseudonymised, with factors."),
+    "analyze": ("analysis.commands", "analyze", "Fit the hierarchical model of human alignment to responses.parquet."),
+    "plan": ("analysis.commands", "plan", "Find the participants, trials and models per cell a contrast's precision needs."),
     "pay": ("hitkit.platforms.commands", "pay", "Approve, reject and pay bonuses as `hitkit review` decided; exactly once."),
     "import-mturk": ("hitkit.platforms.commands", "import_mturk", "Import MTurk results (batch-results CSV or assignment XML) into the ledger."),
+    "expire": ("hitkit.platforms.commands", "expire", "Stop recruiting: stop the Prolific study, expire the MTurk HITs, close the batch."),
 }
 
 

@@ -20,6 +20,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class SurveyApp:
         self._trials: dict[str, list[Trial]] = {}
         # image lookups by position, cached: an assignment's HIT and a HIT's trials never change
         self._hit_of: dict[str, str] = {}
+        self._mturk_hits: dict[str, str] = {}  # MTurk HITId -> hitkit HIT (never changes)
         self._shown: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         self.templates = Environment(
@@ -98,6 +100,20 @@ class SurveyApp:
         if url:
             body["completion_url"] = url
         return body
+
+    def pin_mturk_hit(self, arrival: Arrival) -> Arrival:
+        """An ExternalQuestion arrival: the hitkit HIT behind MTurk's hitId, whose places
+        MTurk itself hands out (a hitId hitkit did not publish gets the least-filled HIT)."""
+        from hitkit.platforms.mturk import hitkit_hit_for
+
+        with self._lock:
+            hit_id = self._mturk_hits.get(arrival.platform_hit_id)
+        if hit_id is None:
+            hit_id = hitkit_hit_for(self.ledger, arrival.platform_hit_id)
+            if hit_id is not None:  # an unknown hitId may become known: not cached
+                with self._lock:
+                    self._mturk_hits[arrival.platform_hit_id] = hit_id
+        return replace(arrival, hit_id=hit_id) if hit_id else arrival
 
     def trials(self, hit_id: str) -> list[Trial]:
         with self._lock:
@@ -154,6 +170,8 @@ class SurveyApp:
         except SubmissionError as exc:
             return error(exc.field, exc.message, exc.status)
         try:
+            if arrival.platform == "mturk" and arrival.platform_hit_id:
+                arrival = await run_in_threadpool(self.pin_mturk_hit, arrival)
             assignment = await run_in_threadpool(
                 start_assignment, self.ledger, arrival, self.hold_minutes)
         except AssignmentError as exc:
@@ -339,10 +357,25 @@ def load_images(study: Study) -> ImageStore:
     return ImageStore(study.root, image_uris(manifest))
 
 
+def prolific_return(study: Study, ledger: Ledger) -> CompletionUrl:
+    """Prolific's completion page for the batch whose Prolific study the participant came from."""
+    from hitkit.platforms.prolific import completion_url
+
+    def url(assignment: Assignment) -> str | None:
+        # STUDY_ID is kept as the assignment's platform_assignment_id (see arrival_from)
+        row = ledger.query_one("SELECT platform_assignment_id FROM assignments"
+                               " WHERE assignment_id = ?", (assignment.assignment_id,))
+        study_id = row["platform_assignment_id"] if row else None
+        return completion_url(study, ledger, study_id) if study_id else None
+
+    return url
+
+
 def create_app(study: Study, ledger: Ledger | None = None,
                completion_urls: dict[str, CompletionUrl] | None = None) -> Starlette:
     """The app; `completion_urls` maps a platform to its return URL for a finished assignment."""
     ledger = ledger or Ledger.for_study(study.root)
+    completion_urls = {"prolific": prolific_return(study, ledger), **(completion_urls or {})}
     app_state = SurveyApp(study, ledger, load_images(study), completion_urls)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:

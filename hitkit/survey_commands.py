@@ -141,29 +141,62 @@ def serve(study_dir: Path, host: str, port: int) -> None:
 # ----------------------------------------------------------------- publish
 
 
+endpoint_option = click.option(
+    "--endpoint-url", default=None,
+    help="mturk: an MTurk-compatible endpoint; prolific: the API base URL (testing).")
+
+
+def platform_call(kind: str, step, *args, **kwargs):
+    """Run a hitkit.platforms step; its PlatformError becomes a clean command-line error."""
+    from hitkit.platforms import PlatformError
+
+    try:
+        return step(*args, **kwargs)
+    except PlatformError as exc:
+        # messages name hitkit's IDs, never a participant's (see hitkit.platforms.base)
+        raise click.ClickException(f"{kind}: {exc}") from None
+
+
 @click.command(epilog="""\b
 Examples:
   hitkit publish --study my-study --platform local            one link per planned participant
   hitkit publish --study my-study --platform local --open-link --cap 30
+  hitkit publish --study my-study --platform prolific         draft study, then published
+  hitkit publish --study my-study --platform mturk            sandbox HITs
+  hitkit publish --study my-study --platform mturk --production --yes
 """)
 @study_option
 @click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
               help="Where participants come from (default: [platform].kind).")
-@click.option("--open-link", is_flag=True, help="One shared link instead of one per participant.")
+@click.option("--open-link", is_flag=True, help="local: one shared link instead of one per participant.")
 @click.option("--cap", type=click.IntRange(1), default=None,
-              help="Links to make, or the open link's number of uses (default: the plan's places).")
+              help="local: links to make, or the open link's number of uses (default: the plan's places).")
 @click.option("--new", is_flag=True, help="Make a new batch even if one is open.")
+@click.option("--force", is_flag=True,
+              help="prolific: publish even if the reward is below [platform.prolific].minimum_hourly.")
+@click.option("--production", is_flag=True, help="mturk: the production endpoint (real money).")
+@click.option("--yes", is_flag=True, help="mturk: do not ask before publishing to production.")
+@endpoint_option
+@click.option("--image-base-url", default=None,
+              help="mturk HTMLQuestion: the https:// base URL where `export_images` output is hosted "
+                   "(default: small images inlined).")
 def publish(study_dir: Path, platform: str | None, open_link: bool, cap: int | None,
-            new: bool) -> None:
-    """Open the study to participants: a batch in the ledger and its links."""
-    from hitkit.local_platform import PublishError, publish_local
+            new: bool, force: bool, production: bool, yes: bool, endpoint_url: str | None,
+            image_base_url: str | None) -> None:
+    """Open the study to participants: a batch in the ledger and its links.
 
+    local: participant links (CSV and terminal); prolific: a draft study, then
+    published; mturk: a HIT type and one HIT per hitkit HIT (sandbox unless
+    --production). Safe to re-run: every platform call is journaled in the ledger first, so a
+    re-run after an error finishes the job and never creates a second study or HIT.
+    """
     study = open_study(study_dir)
     platform = platform or study.config.platform.kind
     if platform != "local":
-        raise click.ClickException(
-            f"platform {platform!r}: its backend is not part of this version yet; "
-            "use --platform local")
+        publish_remote(study, platform, new, force, production, yes, endpoint_url, image_base_url)
+        return
+    from hitkit.local_platform import PublishError, publish_local
+
     with open_ledger(study) as ledger:
         try:
             batch = publish_local(study, ledger, open_link, cap, new)
@@ -176,19 +209,53 @@ def publish(study_dir: Path, platform: str | None, open_link: bool, cap: int | N
         click.echo(link.url + (f"   (open link, {link.cap} uses)" if link.cap > 1 else ""))
 
 
+def publish_remote(study: Study, platform: str, new: bool, force: bool, production: bool,
+                   yes: bool, endpoint_url: str | None, image_base_url: str | None) -> None:
+    import hitkit.platforms as platforms
+    from hitkit.platforms.commands import platform_options
+
+    options = platform_options(platform, production, yes, endpoint_url, force, image_base_url)
+    with open_ledger(study) as ledger:
+        result = platform_call(platform, platforms.publish, study, platform, ledger=ledger,
+                               new=new, **options)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    state = "created" if result.created else "already open (use --new for another)"
+    click.echo(f"batch {result.batch_id} {state} on {platform}: {result.places} place(s), "
+               f"{platform} ID {result.external_id or '–'}")
+    for url in result.urls:
+        click.echo(url)
+
+
 # ------------------------------------------------------ collect and status
 
 
 @click.command(epilog="""\b
 Examples:
   hitkit collect --study my-study
+  hitkit collect --study my-study --platform prolific
+  hitkit collect --study my-study --platform mturk --endpoint-url http://127.0.0.1:5000
 """)
 @study_option
-def collect(study_dir: Path) -> None:
-    """Collect submitted work (local: read the ledger) and report progress."""
+@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
+              help="Default: [platform].kind.")
+@endpoint_option
+@click.option("--production", is_flag=True, help="mturk: the production endpoint.")
+def collect(study_dir: Path, platform: str | None, endpoint_url: str | None,
+            production: bool) -> None:
+    """Collect submitted work (local: read the ledger) and report progress.
+
+    prolific/mturk: fetch the platform's submissions, match them to the
+    assignments in the ledger (MTurk: store the answers) and report what awaits
+    review. Safe to re-run.
+    """
+    study = open_study(study_dir)
+    platform = platform or study.config.platform.kind
+    if platform != "local":
+        collect_remote(study, platform, endpoint_url, production)
+        return
     from hitkit.local_platform import progress
 
-    study = open_study(study_dir)
     with open_ledger(study) as ledger:
         p = progress(ledger)
         ledger.event("collected", None, platform="local", submitted=p.submitted)
@@ -201,35 +268,86 @@ def collect(study_dir: Path) -> None:
         click.echo("complete: run `hitkit review`, then `hitkit export`")
 
 
+def collect_remote(study: Study, platform: str, endpoint_url: str | None, production: bool) -> None:
+    import hitkit.platforms as platforms
+    from hitkit.platforms.commands import platform_options
+
+    # collecting spends nothing: production needs no confirmation here
+    options = platform_options(platform, production, True, endpoint_url)
+    with open_ledger(study) as ledger:
+        result = platform_call(platform, platforms.collect, study, platform, ledger=ledger, **options)
+    click.echo(f"{platform}: {result.new} new submission(s) stored, "
+               f"{len(result.awaiting_review)} awaiting review, {result.approved} approved, "
+               f"{result.rejected} rejected, {result.pending} pending")
+    for problem in result.problems:
+        click.echo(f"  problem: {problem}", err=True)
+    if result.awaiting_review:
+        click.echo("next: `hitkit review`, then `hitkit pay`")
+
+
 @click.command(epilog="""\b
 Examples:
   hitkit status --study my-study
   hitkit status --study my-study --hits     one line per HIT
+  hitkit status --study my-study --platform prolific
 """)
 @study_option
 @click.option("--hits", "per_hit", is_flag=True, help="List every open HIT's places.")
-def status(study_dir: Path, per_hit: bool) -> None:
-    """Show HITs and assignments by state."""
+@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
+              help="Also ask this platform about its open batch (default: [platform].kind).")
+@endpoint_option
+@click.option("--production", is_flag=True, help="mturk: the production endpoint.")
+def status(study_dir: Path, per_hit: bool, platform: str | None, endpoint_url: str | None,
+           production: bool) -> None:
+    """Show HITs and assignments by state (and the platform's view of its open batch).
+
+    The ledger's part is always shown; when the platform cannot be asked (no
+    token, unreachable), that is said on stderr and the exit status is 1.
+    """
     from hitkit.local_platform import hit_fill, progress
 
     study = open_study(study_dir)
+    platform = platform or study.config.platform.kind
     with open_ledger(study) as ledger:
         p = progress(ledger)
         fill = hit_fill(ledger) if per_hit else []
         batches = ledger.query("SELECT platform, state, COUNT(*) AS n FROM batches GROUP BY 1, 2")
         actions = ledger.open_actions()
-    click.echo("HITs: " + (", ".join(f"{n} {s}" for s, n in sorted(p.hits_by_state.items()))
-                           or "none (run `hitkit design`)"))
-    click.echo(f"places: {p.places}")
-    click.echo("assignments: " + (", ".join(f"{n} {s}" for s, n in sorted(p.by_state.items()))
-                                  or "none"))
-    click.echo(f"responses: {p.responses}")
-    click.echo("batches: " + (", ".join(f"{r['n']} {r['platform']} {r['state']}" for r in batches)
-                              or "none (run `hitkit publish`)"))
-    if actions:
-        click.echo(f"unsettled platform actions: {len(actions)} (a later command reconciles them)")
-    for hit_id, places, started, submitted in fill:
-        click.echo(f"  {hit_id}  {submitted}/{places} submitted, {started} in progress")
+        click.echo("HITs: " + (", ".join(f"{n} {s}" for s, n in sorted(p.hits_by_state.items()))
+                               or "none (run `hitkit design`)"))
+        click.echo(f"places: {p.places}")
+        click.echo("assignments: " + (", ".join(f"{n} {s}" for s, n in sorted(p.by_state.items()))
+                                      or "none"))
+        click.echo(f"responses: {p.responses}")
+        click.echo("batches: " + (", ".join(f"{r['n']} {r['platform']} {r['state']}" for r in batches)
+                                  or "none (run `hitkit publish`)"))
+        if actions:
+            click.echo(f"unsettled platform actions: {len(actions)} (a later command reconciles them)")
+        for hit_id, places, started, submitted in fill:
+            click.echo(f"  {hit_id}  {submitted}/{places} submitted, {started} in progress")
+        remote = remote_status(study, ledger, platform, endpoint_url, production)
+    if remote is not None:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(remote.submissions_by_state.items()))
+        click.echo(f"{platform} batch {remote.batch_id} ({remote.external_id or '–'}): "
+                   f"{remote.state}, {remote.places} place(s); submissions: {counts or 'none'}")
+
+
+def remote_status(study: Study, ledger: Ledger, platform: str, endpoint_url: str | None,
+                  production: bool):
+    """The platform's BatchStatus of its open batch; None for local or when none is open."""
+    if platform == "local":
+        return None
+    import hitkit.platforms as platforms
+    from hitkit.platforms import records
+    from hitkit.platforms.commands import platform_options
+
+    try:
+        if records.open_batch(ledger, platform) is None:
+            return None
+    except platforms.PlatformError:  # no design yet: nothing published either
+        return None
+    options = platform_options(platform, production, True, endpoint_url)
+    return platform_call(platform, platforms.status, study, platform, ledger=ledger, **options)
 
 
 # ---------------------------------------------------------------- simulate

@@ -193,4 +193,38 @@ def import_mturk(study_dir: Path, files: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
-COMMANDS = (pay, import_mturk)
+@click.command(epilog="""\b
+Examples:
+  hitkit expire --study my-study --platform prolific --yes    stop the Prolific study
+  hitkit expire --study my-study --platform mturk             expire the batch's HITs
+""")
+@study_option
+@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
+              help="Default: [platform].kind.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--production", is_flag=True, help="MTurk: the production endpoint.")
+@click.option("--endpoint-url", default=None,
+              help="MTurk-compatible endpoint, or Prolific API base URL (testing).")
+def expire(study_dir: Path, platform: str | None, yes: bool, production: bool,
+           endpoint_url: str | None) -> None:
+    """Stop recruiting: stop the Prolific study, expire the MTurk HITs, close the batch.
+
+    Work already submitted stays collectable: run `hitkit collect` and `hitkit pay`
+    afterwards as usual. Safe to re-run.
+    """
+    from hitkit.platforms import expire as run
+
+    study = _study(study_dir)
+    kind = platform or study.config.platform.kind
+    if not yes and not click.confirm(f"Stop recruiting on {kind}?", default=False):
+        raise click.ClickException("not confirmed; nothing sent")
+    with _ledger(study) as ledger:
+        try:
+            stopped = run(study, kind, ledger=ledger,
+                          **platform_options(kind, production, True, endpoint_url))
+        except PlatformError as exc:
+            raise click.ClickException(f"{kind}: {exc} (re-run `hitkit expire` to continue safely)") from None
+    click.echo(f"{kind}: batch closed; stopped {len(stopped)}: " + (", ".join(stopped) or "nothing"))
+
+
+COMMANDS = (pay, import_mturk, expire)

@@ -371,20 +371,22 @@ class MTurkPlatform:
                 raw = {k: (v.isoformat() if isinstance(v, datetime) else v)
                        for k, v in a.items() if k != "WorkerId"}
                 records.archive_raw(self.ledger, "mturk", a["AssignmentId"], raw)
-                try:
-                    submission = parse_submission(submission_body(parse_answers(a.get("Answer"))),
-                                                  trials)
-                except (PlatformError, SubmissionError) as exc:
-                    problems.append(f"MTurk assignment {a['AssignmentId']}: {exc} "
-                                    "(raw answer archived in the ledger)")
-                    continue
-                submitted = a.get("SubmitTime")
-                aid, created = records.store_submission(
-                    self.ledger, hit_id=hit_id, batch_id=batch["batch_id"], platform="mturk",
-                    participant_key=f"mturk:{worker}", platform_assignment_id=a["AssignmentId"],
-                    submission=submission,
-                    submitted_at=submitted.isoformat() if isinstance(submitted, datetime) else None)
-                new += created
+                aid = self._submitted_in_app(a["AssignmentId"])
+                if aid is None:
+                    try:
+                        submission = parse_submission(
+                            submission_body(parse_answers(a.get("Answer"))), trials)
+                    except (PlatformError, SubmissionError) as exc:
+                        problems.append(f"MTurk assignment {a['AssignmentId']}: {exc} "
+                                        "(raw answer archived in the ledger)")
+                        continue
+                    submitted = a.get("SubmitTime")
+                    aid, created = records.store_submission(
+                        self.ledger, hit_id=hit_id, batch_id=batch["batch_id"], platform="mturk",
+                        participant_key=f"mturk:{worker}", platform_assignment_id=a["AssignmentId"],
+                        submission=submission,
+                        submitted_at=submitted.isoformat() if isinstance(submitted, datetime) else None)
+                    new += created
                 if qual_id:
                     self._once(f"mturk:qualify:{a['AssignmentId']}", "qualify_worker", aid,
                                {"qualification": qual_id},
@@ -404,6 +406,14 @@ class MTurkPlatform:
         self.ledger.event("collected", batch["batch_id"], platform="mturk", new=new,
                           awaiting_review=len(awaiting), problems=len(problems))
         return CollectResult("mturk", new, awaiting, approved, rejected, 0, problems)
+
+    def _submitted_in_app(self, mturk_assignment: str) -> str | None:
+        """The hitkit assignment an ExternalQuestion participant submitted through the survey
+        app (its answer on MTurk carries only the completion code), or None."""
+        row = self.ledger.query_one(
+            "SELECT assignment_id FROM assignments WHERE platform = 'mturk'"
+            " AND platform_assignment_id = ? AND state != 'started'", (mturk_assignment,))
+        return row["assignment_id"] if row else None
 
     def _platform_ids(self, assignment_ids: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         found, missing = {}, {}

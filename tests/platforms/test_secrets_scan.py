@@ -70,7 +70,7 @@ def test_prolific_run_leaks_nothing(tmp_path, caplog):
         run_cli(texts, "pay", "--study", str(study.root), "--yes", "--endpoint-url", fake.api_url,
                 "--bonus", "0.20", "--bonus-reason", "Thank you for careful work", env=env)
         run_cli(texts, "export", "--study", str(study.root))
-        run_cli(texts, "status", "--study", str(study.root))
+        run_cli(texts, "status", "--study", str(study.root), "--endpoint-url", fake.api_url, env=env)
         texts += [r.getMessage() for r in caplog.records]
         assert fake.double_payments() == {} and len(fake.payments) == 6
         found = scan(study, ledger, texts, [token] + pids)

@@ -213,3 +213,34 @@ def test_matching_by_keys_and_clicks(site, tmp_path):
     finally:
         server.stop()
     assert token not in server.log.read_text()  # no raw participant ID in the server's log
+
+
+def test_a_prolific_participant_is_sent_back_to_prolific(site):
+    """Prolific's completion URL: a link on the done screen, then a redirect after 3 s."""
+    from hitkit.platforms import records
+    from hitkit.platforms.prolific import completion_url
+
+    study, url, _, browser = site
+    with Ledger.for_study(study.root) as ledger:  # as `hitkit publish --platform prolific` leaves it
+        batch = records.create_batch(ledger, "prolific", 1, {})
+        records.set_external_id(ledger, batch["batch_id"], "browserstudy1")
+        back = completion_url(study, ledger, "browserstudy1")
+    identity = {"PROLIFIC_PID": "5fbrowserparticipant", "STUDY_ID": "browserstudy1",
+                "SESSION_ID": "browsersession1"}
+    with httpx.Client(base_url=url, timeout=30) as client:  # the trials themselves: see above
+        aid = client.post("/api/assignments", json=identity).json()["assignment_id"]
+        hit = client.get(f"/api/assignments/{aid}").json()
+        responses = [{"trial_id": t["trial_id"], "choice": 0, "rt_ms": 700.0} for t in hit["trials"]]
+        done = client.post(f"/api/assignments/{aid}/submit", json={"responses": responses}).json()
+        assert done["completion_url"] == back
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # Prolific itself is not reachable from the test: answer its completion page here
+    page.route("https://app.prolific.com/**",
+               lambda route: route.fulfill(status=200, content_type="text/html", body="<p>done</p>"))
+    page.goto(f"{url}/?" + "&".join(f"{k}={v}" for k, v in identity.items()))
+    page.wait_for_selector("#screen-done:not([hidden])")
+    assert page.locator("#completion-code").text_content() == done["completion_code"]
+    link = page.get_by_role("link", name="Return to the study platform")
+    assert link.get_attribute("href") == back
+    page.wait_for_url(back, timeout=15_000)
+    page.close()
