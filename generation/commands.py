@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,19 +13,12 @@ from generation.network import LayerError
 from generation.perceptual import MissingWeightsError
 from generation.store import StoreError
 from generation.targets import TargetError
-from hitkit.config import ConfigError, load_study
+from hitkit.command_options import open_study, study_option
+from hitkit.config import ConfigError
 from hitkit.tables import TableError, read_table
 
 KNOWN_ERRORS = (ConfigError, CheckpointError, LayerError, MissingWeightsError, UnknownArchError,
                 StoreError, TargetError, TableError)
-
-
-def _load(study_dir: Path):
-    try:
-        return load_study(study_dir)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
 
 
 @click.command(epilog="""\b
@@ -36,8 +28,7 @@ Examples:
   torchrun --nproc-per-node 4 -m hitkit.cli generate --study my-study
 A killed run resumes where it stopped when started again.
 """)
-@click.option("--study", "study_dir", default=".", type=click.Path(path_type=Path),
-              show_default=True, help="Study folder holding study.toml.")
+@study_option
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N, or auto (one GPU per torchrun rank when present).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
@@ -51,7 +42,7 @@ def generate(study_dir: Path, device: str, progress: bool) -> None:
     """
     from generation.run import GenerationError, run_generation
 
-    study = _load(study_dir)
+    study = open_study(study_dir)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -69,8 +60,7 @@ Examples:
   hitkit proxy --study my-study
   hitkit proxy --study my-study --resamples 5000 --level 0.9
 """)
-@click.option("--study", "study_dir", default=".", type=click.Path(path_type=Path),
-              show_default=True, help="Study folder holding study.toml.")
+@study_option
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(100),
               help="Bootstrap resamples (of targets) for the interval.")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999),
@@ -93,7 +83,7 @@ def proxy(study_dir: Path, resamples: int, level: float) -> None:
     )
     from generation.run import MANIFEST_FILE
 
-    study = _load(study_dir)
+    study = open_study(study_dir)
     factors = study.config.analysis.factors
     try:
         manifest = read_table(study.root / MANIFEST_FILE, MANIFEST, factors)

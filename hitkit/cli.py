@@ -29,7 +29,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "design": ("hitkit.survey_commands", "design", "Make the trials and HITs: trials.parquet and the HITs in ledger.sqlite."),
     "serve": ("hitkit.survey_commands", "serve", "Serve the participant web app and its API (Starlette under uvicorn)."),
     "publish": ("hitkit.survey_commands", "publish", "Open the study to participants: a batch in the ledger and its links."),
-    "collect": ("hitkit.survey_commands", "collect", "Collect submitted work (local: read the ledger) and report progress."),
+    "collect": ("hitkit.survey_commands", "collect", "Collect submissions from the platform into the ledger and report progress."),
     "status": ("hitkit.survey_commands", "status", "Show HITs and assignments by state."),
     "simulate": ("hitkit.survey_commands", "simulate", "Take the survey with simulated participants over the same HTTP API."),
     "review": ("hitkit.survey_commands", "review", "Score every submitted assignment by the [quality] rules; recommend what to do."),
@@ -39,6 +39,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "pay": ("hitkit.platforms.commands", "pay", "Approve, reject and pay bonuses as `hitkit review` decided; exactly once."),
     "import-mturk": ("hitkit.platforms.commands", "import_mturk", "Import MTurk results (batch-results CSV or assignment XML) into the ledger."),
     "expire": ("hitkit.platforms.commands", "expire", "Stop recruiting: stop the Prolific study, expire the MTurk HITs, close the batch."),
+    "demo": ("hitkit.demo", "demo", "Run every stage on the demo study (train, generate, survey, analyse, report); resumable."),
 }
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from generation.manifest_schema import MANIFEST
-from hitkit.config import ConfigError, Study, load_study
+from hitkit.command_options import open_ledger, open_study, study_option
+from hitkit.config import Study
 from hitkit.design import DesignError, make_design
 from hitkit.hits import HitError, store_design
 from hitkit.ledger import Ledger, LedgerError
@@ -16,27 +17,6 @@ from hitkit.tables import TableError, read_table, write_table
 
 TRIALS_FILE = "trials.parquet"
 MANIFEST_FILE = "manifest.parquet"
-
-study_option = click.option(
-    "--study", "study_dir", default=".", show_default=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Study folder holding study.toml.")
-
-
-def open_study(study_dir: Path) -> Study:
-    try:
-        return load_study(study_dir)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-
-
-def open_ledger(study: Study) -> Ledger:
-    try:
-        return Ledger.for_study(study.root)
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
-
 
 # ------------------------------------------------------------------ design
 

@@ -9,28 +9,8 @@ from pathlib import Path
 
 import click
 
-from hitkit.config import ConfigError, Study, load_study
-from hitkit.ledger import Ledger, LedgerError
+from hitkit.command_options import open_ledger, open_study, study_option
 from hitkit.platforms.base import Bonus, PlatformError
-
-study_option = click.option(
-    "--study", "study_dir", default=".", show_default=True,
-    type=click.Path(path_type=Path, file_okay=False), help="Study folder holding study.toml.")
-
-
-def _study(study_dir: Path) -> Study:
-    try:
-        return load_study(study_dir)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-
-
-def _ledger(study: Study) -> Ledger:
-    try:
-        return Ledger.for_study(study.root)
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def platform_options(platform: str, production: bool = False, yes: bool = False,
@@ -97,12 +77,12 @@ def pay(study_dir: Path, platform: str | None, bonus_amount: str | None, bonus_r
     """
     from hitkit.platforms import open_platform
 
-    study = _study(study_dir)
+    study = open_study(study_dir)
     kind = platform or study.config.platform.kind
     bonuses: list[Bonus] = []
     if bonus_amount is not None and not bonus_reason:
         raise click.BadParameter("give --bonus-reason with --bonus", param_hint="--bonus-reason")
-    with _ledger(study) as ledger:
+    with open_ledger(study) as ledger:
         rows = ledger.query(
             "SELECT a.assignment_id, a.state, r.reject, r.message FROM assignments a"
             " LEFT JOIN reviews r ON r.review_id = (SELECT MAX(review_id) FROM reviews"
@@ -176,9 +156,9 @@ def import_mturk(study_dir: Path, files: tuple[Path, ...]) -> None:
     """
     from hitkit.platforms.mturk_import import import_mturk as run
 
-    study = _study(study_dir)
+    study = open_study(study_dir)
     failed = False
-    with _ledger(study) as ledger:
+    with open_ledger(study) as ledger:
         for path in files:
             try:
                 result = run(ledger, path)
@@ -214,11 +194,11 @@ def expire(study_dir: Path, platform: str | None, yes: bool, production: bool,
     """
     from hitkit.platforms import expire as run
 
-    study = _study(study_dir)
+    study = open_study(study_dir)
     kind = platform or study.config.platform.kind
     if not yes and not click.confirm(f"Stop recruiting on {kind}?", default=False):
         raise click.ClickException("not confirmed; nothing sent")
-    with _ledger(study) as ledger:
+    with open_ledger(study) as ledger:
         try:
             stopped = run(study, kind, ledger=ledger,
                           **platform_options(kind, production, True, endpoint_url))
