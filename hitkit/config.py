@@ -473,6 +473,9 @@ class PlatformSection(Strict):
 # ------------------------------------------------------------------- [quality]
 
 
+PROLIFIC_MIN_REJECTION_MESSAGE = 100  # Prolific's API refuses shorter ones
+
+
 class QualitySection(Strict):
     """Exclusion rules, fixed before collection (pre-registration)."""
 
@@ -485,7 +488,8 @@ class QualitySection(Strict):
     # Payment is rejected only under this rule-defined fraud threshold; None = never.
     reject_below_catch_accuracy: float | None = Field(default=None, ge=0, le=1)
     rejection_message: str = (
-        "Your submission failed most of the attention-check trials, whose answers are obvious."
+        "Your submission failed most of the attention-check trials, whose answers are obvious "
+        "(in those trials the query image was itself one of the choices)."
     )
 
     @model_validator(mode="after")
@@ -606,6 +610,11 @@ class StudyConfig(Strict):
             )
         if self.survey.foil == "other-target" and self.targets.count < 2:
             problems.append("survey.foil: 'other-target' needs targets.count >= 2")
+        if (self.platform.kind == "prolific"
+                and len(self.quality.rejection_message) < PROLIFIC_MIN_REJECTION_MESSAGE):
+            problems.append(
+                f"quality.rejection_message: {len(self.quality.rejection_message)} characters; "
+                f"Prolific refuses rejection messages under {PROLIFIC_MIN_REJECTION_MESSAGE}")
         if problems:
             raise ValueError("\n".join(problems))
         return self

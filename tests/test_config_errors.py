@@ -93,6 +93,8 @@ CASES = [
     ("unknown-platform", _set("platform.kind", "crowdflower"), ["platform.kind: 'crowdflower' is not allowed", "prolific", "mturk"]),
     ("mturk-external-http", _set("platform.mturk", {"question": "external", "external_url": "http://example.org/s"}),
      ["platform.mturk.external_url: must be an https:// URL"]),
+    ("prolific-short-rejection", lambda d: (d["platform"].update(kind="prolific"), d.setdefault("quality", {}).update(rejection_message="Failed checks.")),
+     ["quality.rejection_message: 14 characters; Prolific refuses rejection messages under 100"]),
     ("mturk-not-usd", lambda d: d["platform"].update(kind="mturk", currency="GBP"), ["platform.currency: MTurk pays in USD"]),
     ("model-without-weights", _no_weights, ["models[0].checkpoint: give a checkpoint path"]),
     ("bad-study-id", _set("study.id", "my study!"), ["study.id: 'my study!' must be 1-80 letters"]),

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from hitkit.config import Study
+from hitkit.config import PROLIFIC_MIN_REJECTION_MESSAGE, Study
 from hitkit.fees import hourly_rate, prolific_cost, to_cents
 from hitkit.ledger import Action, Ledger
 from hitkit.platforms import records
@@ -50,7 +50,6 @@ from hitkit.platforms.once import Transient, once, retrying
 
 API_URL = "https://api.prolific.com/api/v1"
 PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
-MIN_REJECTION_MESSAGE = 100  # Prolific refuses shorter rejection messages
 REJECTION_CATEGORY = "FAILED_CHECK"
 
 
@@ -464,9 +463,9 @@ class ProlificPlatform:
 
     def reject(self, assignment_ids: list[str], message: str,
                category: str = REJECTION_CATEGORY) -> ActionSummary:
-        if len(message) < MIN_REJECTION_MESSAGE:
+        if len(message) < PROLIFIC_MIN_REJECTION_MESSAGE:
             raise PlatformError(f"rejection message: {len(message)} characters; Prolific needs at "
-                                f"least {MIN_REJECTION_MESSAGE} ([quality].rejection_message)")
+                                f"least {PROLIFIC_MIN_REJECTION_MESSAGE} ([quality].rejection_message)")
         found, failed = self._submission_ids(assignment_ids)
         done, already = [], []
         for aid, sid in found.items():
