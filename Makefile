@@ -30,8 +30,9 @@ system-packages:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+# the demo study end to end in ./demo-study (resumes when run again)
 demo: setup
-	$(BIN)/hitkit validate data/examples/demo.toml
+	$(BIN)/hitkit demo
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,8 +1,10 @@
 """`hitkit analyze`, as a function: load, build, check priors, fit, gate, report.
 
-Writes into the study's analysis/ folder (analysis/sensitivity-include-excluded/
-for a run that keeps excluded rows, so the pre-registered results are never
-overwritten by a sensitivity run).
+One IRI loss is analysed per run (the study's default_iri_loss, or --iri-loss): the
+losses differ on purpose, so their responses are never pooled. Writes into the
+study's analysis/ folder for the default loss and analysis/loss-<name>/ for another
+one; a run that keeps excluded rows writes to sensitivity-include-excluded/ inside
+that folder, so the pre-registered results are never overwritten.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from analysis import checks, effects
-from analysis.data import AnalysisData, load_responses
+from analysis.data import AnalysisData, load_responses, loss_folder, resolve_iri_loss
 from analysis.fit import (
     GateResult,
     SampleSettings,
@@ -58,9 +60,24 @@ class AnalysisResult:
     lines: list[str] = field(default_factory=list)
 
 
-def output_folder(study: Study, include_excluded: bool) -> Path:
-    folder = study.root / OUTPUT_DIR
+def output_folder(study: Study, include_excluded: bool, iri_loss: str | None = None) -> Path:
+    folder = loss_folder(study.root / OUTPUT_DIR, study, iri_loss)
     return folder / SENSITIVITY_DIR if include_excluded else folder
+
+
+def loss_lines(data: AnalysisData, default: str) -> list[str]:
+    """Which IRI loss was analysed and which responses of other losses were left out."""
+    if data.loss is None:
+        return ["IRI loss: every loss pooled"]
+    which = "the default" if data.loss == default else f"default: {default}"
+    lines = [f"IRI loss: {data.loss} ({which}); losses are analysed one at a time"]
+    if data.other_loss_rows:
+        others = ", ".join(f"{name} ({n:,} rows)" for name, n in data.other_loss_rows.items())
+        lines.append(f"left out: responses to IRIs of other losses: {others}; "
+                     "analyse them with --iri-loss "
+                     + (next(iter(data.other_loss_rows)) if len(data.other_loss_rows) == 1
+                        else "NAME"))
+    return lines
 
 
 def compare_variants(study: Study) -> dict[str, dict]:
@@ -76,18 +93,20 @@ def compare_variants(study: Study) -> dict[str, dict]:
 
 
 def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool = False,
-                 settings: SampleSettings | None = None,
+                 settings: SampleSettings | None = None, iri_loss: str | None = None,
                  echo: Callable[[str], None] = print) -> AnalysisResult:
+    """Fit the responses to IRIs of one loss (`iri_loss`, default: the study's default)."""
     config = study.config
     analysis = config.analysis
     settings = settings or SampleSettings.from_config(analysis)
     check_sampler(settings.sampler)
     check_writer()
-    folder = output_folder(study, include_excluded)
+    loss = resolve_iri_loss(study, iri_loss)
+    data = load_responses(study, include_excluded=include_excluded, loss=loss)
+    folder = output_folder(study, include_excluded, loss)
     folder.mkdir(parents=True, exist_ok=True)
 
-    data = load_responses(study, include_excluded=include_excluded)
-    lines = [
+    lines = loss_lines(data, config.default_iri_loss) + [
         f"data: {data.n:,} responses from {len(data.participants)} participants, "
         f"{len(data.images)} target images, {len(data.models)} models"
         + (f"; {data.excluded_rows:,} excluded rows kept (sensitivity run)" if include_excluded
@@ -121,6 +140,8 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
     echo(gate.report())
     result = AnalysisResult(folder, data, choices, gate, dt, lines=lines)
     summary = {
+        "iri_loss": loss, "iri_loss_default": loss == config.default_iri_loss,
+        "other_loss_rows": data.other_loss_rows,
         "target": analysis.target, "rows": data.n, "excluded_rows": data.excluded_rows,
         "include_excluded": include_excluded, "sampler": settings.sampler,
         "draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
@@ -132,7 +153,8 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
     if not gate.passed:
         (folder / "summary.json").write_text(json.dumps(summary, indent=2))
         (folder / "effects.md").write_text(
-            "# Analysis: convergence gate FAILED\n\nNo effects are reported from this fit.\n\n"
+            "# Analysis: convergence gate FAILED\n\n" + _loss_statement(data) + "\n\n"
+            "No effects are reported from this fit.\n\n"
             "```\n" + gate.report() + "\n```\n", encoding="utf-8")
         return result
 
@@ -153,9 +175,11 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
     proxy_path = study.root / PROXY_FILE
     if proxy_path.is_file():
         try:
-            result.proxy = calibrate(draws.model_alignment, data, read_proxy(proxy_path))
+            result.proxy = calibrate(draws.model_alignment, data,
+                                     read_proxy(proxy_path, loss=loss))
         except ProxyError as exc:
             echo(f"proxy calibration skipped: {exc}")
+            summary["proxy_calibration_skipped"] = str(exc)
         else:
             result.proxy.per_model.to_csv(folder / "proxy_calibration.csv", index=False)
             result.proxy.summary.to_csv(folder / "proxy_calibration_summary.csv", index=False)
@@ -194,6 +218,18 @@ def _compare(study: Study, data: AnalysisData, settings: SampleSettings, model, 
     return table
 
 
+def _loss_statement(data: AnalysisData) -> str:
+    """effects.md's IRI-loss line."""
+    if data.loss is None:
+        return "**IRI loss.** Every loss pooled."
+    text = f"**IRI loss.** These results are for IRIs made with the loss `{data.loss}` only."
+    if data.other_loss_rows:
+        text += (f" {sum(data.other_loss_rows.values()):,} responses to IRIs of other losses ("
+                 + ", ".join(f"`{name}`" for name in data.other_loss_rows)
+                 + ") are not in this fit; `hitkit analyze --iri-loss NAME` analyses them.")
+    return text
+
+
 def _markdown(result: AnalysisResult, statement: str, settings: SampleSettings) -> str:
     e = result.effects
     cols = ["factor", "contrast", "logit_mean", "logit_hdi_low", "logit_hdi_high",
@@ -201,6 +237,8 @@ def _markdown(result: AnalysisResult, statement: str, settings: SampleSettings) 
             "alignment_p_gt_0"]
     parts = [
         "# Analysis: effects on human alignment",
+        "",
+        _loss_statement(result.data),
         "",
         f"**Target.** {statement}",
         "",

@@ -221,19 +221,37 @@ class CrossCheck:
     def lines(self) -> list[str]:
         agree = int(self.table["same_sign"].sum())
         ratios = self.table["ratio"].replace([np.inf, -np.inf], np.nan).dropna()
+        expected = float(self.table["expected_ratio"].iloc[0]) if len(self.table) else np.nan
         out = [f"cross-check ({self.method}): sign agrees for {agree} of {len(self.table)} "
                f"level effects; median effect-size ratio statsmodels/PyMC "
-               f"{ratios.median():.2f}" if len(ratios) else "cross-check: no effects to compare"]
+               f"{ratios.median():.2f} (about {expected:.2f} expected from the random-effect "
+               "SDs)" if len(ratios) else "cross-check: no effects to compare"]
         return out + [f"  warning: {w}" for w in self.warnings]
+
+
+# A population-averaged logistic effect is the conditional one shrunk by about
+# 1/sqrt(1 + K² σ²), σ² the summed random-effect variance (Zeger, Liang & Albert 1988).
+ATTENUATION_K2 = (16 * np.sqrt(3) / (15 * np.pi)) ** 2
+# Beyond this (logit) a GLM coefficient has run off to infinity: a level's observed rate is
+# at or under the chance floor, where the floor link has no finite estimate.
+RUNAWAY_LOGIT = 15.0
+
+
+def expected_attenuation(posterior: xr.Dataset) -> float:
+    variance = sum(float((posterior[name] ** 2).mean()) for name in posterior.data_vars
+                   if name.startswith("s_") and posterior[name].ndim == 2)
+    return float(1 / np.sqrt(1 + ATTENUATION_K2 * variance))
 
 
 def statsmodels_check(posterior: xr.Dataset, data: AnalysisData,
                       choices: ModelChoices) -> CrossCheck:
     """GLM with the same chance floor and participant-clustered errors vs the posterior.
 
-    The GLM has no random effects, so its effects are population-averaged and somewhat
-    smaller (attenuated); its errors ignore crossed image and model clustering. Use it
-    for direction and rough size only.
+    The GLM has no random effects, so its effects are population-averaged and smaller
+    by about `expected_attenuation` (stored as `expected_ratio`); its errors ignore
+    crossed image and model clustering. Use it for direction and rough size only. A GLM
+    that did not converge, or whose coefficients ran off to infinity, is reported as such
+    (ratio NaN) rather than compared.
     """
     import statsmodels.api as sm
 
@@ -249,6 +267,14 @@ def statsmodels_check(posterior: xr.Dataset, data: AnalysisData,
             cov_kwds={"groups": data.participant}, maxiter=100)
     params, se = np.asarray(fit.params), np.asarray(fit.bse)
     rows, notes = [], []
+    expected = expected_attenuation(posterior)
+    usable = bool(fit.converged) and bool(np.all(np.isfinite(params))) \
+        and bool(np.all(np.abs(params) < RUNAWAY_LOGIT))
+    if not usable:
+        notes.append("the statsmodels GLM did not reach a finite estimate (converged="
+                     f"{bool(fit.converged)}, largest |coefficient| {np.nanmax(np.abs(params)):.3g}); "
+                     "usually a level whose observed rate is at or under chance. Its effects "
+                     "are listed but not compared")
     col = 1
     for f in data.factors:
         k = sizes[f]
@@ -263,15 +289,21 @@ def statsmodels_check(posterior: xr.Dataset, data: AnalysisData,
             p_pos = float((post[:, i] > 0).mean())
             same = bool(np.sign(mean) == np.sign(coef[i]))
             ratio = coef[i] / mean if mean != 0 else np.inf
+            if not usable:
+                ratio = np.nan
             clear_post = p_pos > 0.97 or p_pos < 0.03
             clear_sm = abs(coef[i]) > 2 * ses[i]
             rows.append({"factor": f, "level": lv, "pymc_mean": mean, "statsmodels": coef[i],
-                         "statsmodels_se": ses[i], "same_sign": same, "ratio": ratio})
+                         "statsmodels_se": ses[i], "same_sign": same, "ratio": ratio,
+                         "expected_ratio": expected})
+            if not usable:
+                continue
             if not same and (clear_post or clear_sm):
                 notes.append(f"{f}={lv}: PyMC {mean:+.3f} vs statsmodels {coef[i]:+.3f} "
                              "disagree in sign")
-            elif clear_post and clear_sm and not 0.5 <= ratio <= 2.0:
-                notes.append(f"{f}={lv}: effect sizes differ by a factor {ratio:.2f} "
+            elif clear_post and clear_sm and not 0.5 <= ratio / expected <= 2.0:
+                notes.append(f"{f}={lv}: effect sizes differ by a factor {ratio:.2f}, "
+                             f"{expected:.2f} expected "
                              f"(PyMC {mean:+.3f}, statsmodels {coef[i]:+.3f})")
     return CrossCheck(pd.DataFrame(rows), notes, method)
 

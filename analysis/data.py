@@ -1,15 +1,16 @@
 """Load responses.parquet for the model: checked, filtered, turned into index arrays.
 
-Only main and repeat rows of IRIs enter the model (catch trials have no model);
-rows excluded by a pre-registered [quality] rule are dropped unless the caller
-asks for a sensitivity run. Every problem is an AnalysisDataError naming the
-file, the column and the offending values.
+Only main and repeat rows of IRIs enter the model (catch trials have no model), and
+only those of one IRI loss (the `loss` column): losses are analysed one at a time,
+never pooled. Rows excluded by a pre-registered [quality] rule are dropped unless
+the caller asks for a sensitivity run. Every problem is an AnalysisDataError naming
+the file, the column and the offending values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,31 @@ MODEL_KINDS = ("main", "repeat")
 
 class AnalysisDataError(ValueError):
     """Responses that cannot be analysed as they are; the message says why and where."""
+
+
+LOSS_DIR_PREFIX = "loss-"
+
+
+def resolve_iri_loss(study: Study, iri_loss: str | None = None) -> str:
+    """The IRI loss to analyse: `iri_loss` (checked against [[generation.losses]]) or the
+    study's default ([analysis].iri_loss, else the first reg_free loss, else the first)."""
+    if iri_loss is None:
+        return study.config.default_iri_loss
+    names = [loss.name for loss in study.config.generation.losses]
+    if iri_loss not in names:
+        raise AnalysisDataError(f"--iri-loss {iri_loss!r} is not the name of a "
+                                f"[[generation.losses]] entry in {study.path} "
+                                f"(allowed: {', '.join(names)})")
+    return iri_loss
+
+
+def loss_folder(folder: Path, study: Study, iri_loss: str | None) -> Path:
+    """`folder` for the default IRI loss, folder/loss-<name> for another one (analysis/,
+    figures/): the default loss's results keep their place, another loss never
+    overwrites them."""
+    if iri_loss is None or iri_loss == study.config.default_iri_loss:
+        return folder
+    return folder / f"{LOSS_DIR_PREFIX}{iri_loss}"
 
 
 @dataclass
@@ -46,6 +72,8 @@ class AnalysisData:
     task: np.ndarray  # "2afc" / "matching" per row
     excluded_rows: int  # rows dropped as excluded
     included_excluded: bool
+    loss: str | None = None  # the IRI loss analysed (None: every loss pooled)
+    other_loss_rows: dict[str, int] = field(default_factory=dict)  # loss -> rows left out
 
     @property
     def n(self) -> int:
@@ -76,8 +104,9 @@ class AnalysisData:
 
 
 def load_responses(study: Study, include_excluded: bool = False,
-                   path: Path | None = None) -> AnalysisData:
-    """The study's responses.parquet, checked against the schema and the study's factors."""
+                   path: Path | None = None, loss: str | None = None) -> AnalysisData:
+    """The study's responses.parquet, checked against the schema and the study's factors;
+    the rows of IRI loss `loss` (default: the study's default_iri_loss)."""
     path = path or study.root / RESPONSES_FILE
     factors = study.config.analysis.factors
     try:
@@ -85,13 +114,16 @@ def load_responses(study: Study, include_excluded: bool = False,
     except TableError as exc:
         raise AnalysisDataError(f"{exc} (factor columns come from [analysis].factors)") from None
     return prepare(table, factors, include_excluded=include_excluded, source=str(path),
-                   level_order=study.config.factor_levels)
+                   level_order=study.config.factor_levels,
+                   loss=loss or study.config.default_iri_loss)
 
 
 def prepare(table: pa.Table | pd.DataFrame, factors: Sequence[str], *,
             include_excluded: bool = False, source: str = RESPONSES_FILE,
-            level_order: dict[str, list[str]] | None = None) -> AnalysisData:
-    """Check a responses table and build the model's arrays."""
+            level_order: dict[str, list[str]] | None = None,
+            loss: str | None = None) -> AnalysisData:
+    """Check a responses table and build the model's arrays (of IRI loss `loss` only,
+    when given; None pools every loss)."""
     if isinstance(table, pa.Table):
         try:
             table = RESPONSES.check(table, factors, where=source)
@@ -109,6 +141,17 @@ def prepare(table: pa.Table | pd.DataFrame, factors: Sequence[str], *,
             f"{source}: no main or repeat responses to IRIs (kind 'main'/'repeat' with a model); "
             f"{len(df)} row(s) in the file"
         )
+    other_loss_rows: dict[str, int] = {}
+    if loss is not None:
+        counts = rows["loss"].value_counts()
+        if loss not in counts.index:
+            present = ", ".join(f"{name!r} ({n:,} rows)" for name, n in counts.items())
+            raise AnalysisDataError(
+                f"{source}: column 'loss' has no main/repeat responses to IRIs of loss {loss!r} "
+                f"(losses present: {present}); choose one with --iri-loss or [analysis].iri_loss"
+            )
+        other_loss_rows = {str(name): int(n) for name, n in counts.items() if name != loss}
+        rows = rows[rows["loss"] == loss]
     excluded = rows["excluded"].astype(bool)
     n_excluded = int(excluded.sum())
     if not include_excluded:
@@ -166,6 +209,8 @@ def prepare(table: pa.Table | pd.DataFrame, factors: Sequence[str], *,
         task=rows["task"].to_numpy(dtype=str),
         excluded_rows=n_excluded,
         included_excluded=include_excluded,
+        loss=loss,
+        other_loss_rows=other_loss_rows,
     )
 
 

@@ -165,8 +165,10 @@ def effects_table(draws: EffectDraws, data: AnalysisData, choices: ModelChoices,
         a_centred = a - a.mean(axis=1, keepdims=True)
         for i, lv in enumerate(levels):
             add(f, "level vs mean of levels", f"{lv} − mean", e[:, i], a_centred[:, i])
+        # each level against every level listed before it: the first level of a factor
+        # (its order in [[models]]) is the reference, as in treatment coding
         for i, j in itertools.combinations(range(len(levels)), 2):
-            add(f, "pairwise", f"{levels[i]} − {levels[j]}", e[:, i] - e[:, j], a[:, i] - a[:, j])
+            add(f, "pairwise", f"{levels[j]} − {levels[i]}", e[:, j] - e[:, i], a[:, j] - a[:, i])
     for t in choices.interactions:
         values = _draws(posterior, interaction_name(t))
         for idx in itertools.product(*(range(len(data.factor_levels[f])) for f in t)):

@@ -184,6 +184,17 @@ class RunSummary:
     distance_metric: str = ""
 
 
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train_indexed(item: tuple[int, tuple[ModelSpec, Path]]) -> tuple[int, TrainReport]:
+    index, (model, path) = item
+    return index, train_demo_model(model, path)
+
+
 def train_missing(study: Study, log: Callable[[str], None], workers: int = 1,
                   on_trained: Callable[[TrainReport], None] | None = None) -> list[TrainReport]:
     """Train every [[models]] entry whose checkpoint is missing and that has a [models.train].
@@ -204,38 +215,42 @@ def train_missing(study: Study, log: Callable[[str], None], workers: int = 1,
         todo.append((model, path))
     reports: list[TrainReport] = []
 
-    def started(model: ModelSpec, path: Path) -> None:
-        log(f"training {model.name} ({model.arch}, "
-            f"{'adversarial' if model.train.adversarial else 'standard'}, "
-            f"augmentation {model.train.augmentation}) -> {path}")
+    def describe(model: ModelSpec, path: Path) -> str:
+        return (f"{model.name} ({model.arch}, "
+                f"{'adversarial' if model.train.adversarial else 'standard'}, "
+                f"augmentation {model.train.augmentation}) -> {path}")
 
-    def finished(model: ModelSpec, report: TrainReport) -> None:
+    def finished(model: ModelSpec, report: TrainReport, prefix: str) -> None:
         acc = f"accuracy {report.accuracy:.2f}"
         if report.robust_accuracy is not None:
             acc += f", robust accuracy {report.robust_accuracy:.2f} (L2 eps {model.train.epsilon})"
-        log(f"  {model.name}: {acc}, {report.seconds:.1f} s" if workers > 1
-            else f"  {acc}, {report.seconds:.1f} s")
+        log(f"{prefix}{acc}, {report.seconds:.1f} s")
         reports.append(report)
         if on_trained is not None:
             on_trained(report)
 
     if workers > 1 and len(todo) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
 
+        workers = min(workers, len(todo))
+        log(f"training {len(todo)} models, {workers} at a time")
         # spawn, not fork: the parent may already run torch's thread pools
-        with ProcessPoolExecutor(min(workers, len(todo)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {}
-            for model, path in todo:
-                started(model, path)
-                futures[pool.submit(train_demo_model, model, path)] = model
-            for future in as_completed(futures):
-                finished(futures[future], future.result())
+        # workers ignore Ctrl-C: the parent stops them (no traceback from every worker)
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
+        try:
+            for i, report in pool.imap_unordered(_train_indexed, list(enumerate(todo))):
+                model, path = todo[i]
+                finished(model, report, f"trained {describe(model, path)}: ")
+            pool.close()
+        except BaseException:  # an error or Ctrl-C: stop the models in training too
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
         return reports
     for model, path in todo:
-        started(model, path)
-        finished(model, train_demo_model(model, path))
+        log(f"training {describe(model, path)}")
+        finished(model, train_demo_model(model, path), "  ")
     return reports
 
 

@@ -36,6 +36,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("hitkit.survey_commands", "export", "Write responses.parquet: one row per response, pseudonymised, with factors."),
     "analyze": ("analysis.commands", "analyze", "Fit the hierarchical model of human alignment to responses.parquet."),
     "plan": ("analysis.commands", "plan", "Find the participants, trials and models per cell a contrast's precision needs."),
+    "figures": ("analysis.commands", "figures", "Draw the paper's figures from the stored analysis, as PDF and PNG in figures/."),
+    "report": ("analysis.commands", "report", "Write report.html: the study's results on one self-contained page."),
     "pay": ("hitkit.platforms.commands", "pay", "Approve, reject and pay bonuses as `hitkit review` decided; exactly once."),
     "import-mturk": ("hitkit.platforms.commands", "import_mturk", "Import MTurk results (batch-results CSV or assignment XML) into the ledger."),
     "expire": ("hitkit.platforms.commands", "expire", "Stop recruiting: stop the Prolific study, expire the MTurk HITs, close the batch."),

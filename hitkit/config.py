@@ -537,6 +537,9 @@ class AnalysisSection(Strict):
     # Participant, image and model effects are centred when their levels have at least
     # this many trials (median), non-centred otherwise (see docs/analysis.md).
     centred_min_trials: int = Field(default=100, ge=1)
+    # The [[generation.losses]] entry whose IRIs are analysed; losses are analysed one at a
+    # time (see StudyConfig.default_iri_loss for the default).
+    iri_loss: str | None = None
 
     @field_validator("factors")
     @classmethod
@@ -610,6 +613,12 @@ class StudyConfig(Strict):
             )
         if self.survey.foil == "other-target" and self.targets.count < 2:
             problems.append("survey.foil: 'other-target' needs targets.count >= 2")
+        loss_names = [loss.name for loss in self.generation.losses]
+        if self.analysis.iri_loss is not None and self.analysis.iri_loss not in loss_names:
+            problems.append(
+                f"analysis.iri_loss: {self.analysis.iri_loss!r} is not the name of a "
+                f"[[generation.losses]] entry (allowed: {', '.join(loss_names)})"
+            )
         if (self.platform.kind == "prolific"
                 and len(self.quality.rejection_message) < PROLIFIC_MIN_REJECTION_MESSAGE):
             problems.append(
@@ -618,6 +627,15 @@ class StudyConfig(Strict):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def default_iri_loss(self) -> str:
+        """The IRI loss `hitkit analyze` analyses by default: [analysis].iri_loss, else the
+        first regulariser-free loss (it compares models fairly), else the first loss."""
+        if self.analysis.iri_loss is not None:
+            return self.analysis.iri_loss
+        losses = self.generation.losses
+        return next((loss.name for loss in losses if loss.kind == "reg_free"), losses[0].name)
 
     @property
     def factor_levels(self) -> dict[str, list[str]]:

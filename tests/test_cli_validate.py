@@ -42,8 +42,8 @@ def test_demo_plan_is_printed():
         "57,600 image-steps",
         "16 trials = 12 main + 2 catch + 2 repeats",
         "HITs              16",
-        "participants      48",
-        "total             48.00 USD",
+        "participants      320",
+        "total             320.00 USD",
         "will be trained by `hitkit generate`",
     ]:
         assert expected in out

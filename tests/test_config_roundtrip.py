@@ -78,15 +78,19 @@ def studies(draw):
     }
     if task == "matching":
         survey["k"] = draw(st.integers(2, 3))
+    loss_list = draw(losses())
+    analysis = {"factors": factor_names}
+    if draw(st.booleans()):
+        analysis["iri_loss"] = draw(st.sampled_from([loss["name"] for loss in loss_list]))
     return {
         "study": {"id": draw(names), "title": "A study"},
         "models": models,
         "targets": {"source": "shapes", "count": target_count, "size": 32},
         "seeds": {"count": draw(st.integers(1, 3)), "kinds": draw(st.lists(seed_kinds(), min_size=1, max_size=2))},
-        "generation": {"steps": draw(st.integers(1, 5000)), "losses": draw(losses())},
+        "generation": {"steps": draw(st.integers(1, 5000)), "losses": loss_list},
         "survey": survey,
         "platform": {"kind": draw(st.sampled_from(["local", "prolific", "mturk"]))},
-        "analysis": {"factors": factor_names},
+        "analysis": analysis,
     }
 
 

@@ -125,3 +125,43 @@ def test_docs_name_only_existing_commands():
     names = set(cli.list_commands(click.Context(cli)))
     missing = sorted({(f, name) for f, name in commands if name not in names})
     assert not missing, f"commands in docs that `hitkit --help` does not list: {missing}"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def github_slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+    return {github_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.MULTILINE)}
+
+
+def test_every_page_is_linked_from_readme_and_index():
+    pages = {p.name for p in DOCS.glob("*.md")} - {"index.md"}
+    readme = (DOCS.parent / "README.md").read_text()
+    index = (DOCS / "index.md").read_text()
+    for page in sorted(pages):
+        assert f"](docs/{page})" in readme, f"README.md does not link docs/{page}"
+        assert f"]({page})" in index, f"docs/index.md does not link {page}"
+
+
+def test_relative_links_and_anchors_resolve():
+    broken = []
+    for path in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file) if file else path
+            if not dest.is_file():
+                broken.append(f"{path.name}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                broken.append(f"{path.name}: {target} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)

@@ -17,8 +17,8 @@ def test_demo_plan_counts(demo_data):
     # 16 trials = 2 catch + 12 main + 2 repeats (12 × 1.1 = 13.2 <= 14 free slots)
     assert (plan.main_per_hit, plan.catch_per_hit, plan.repeats_per_hit) == (12, 2, 2)
     assert plan.hits == 16  # 192 / 12
-    assert plan.participants == 48
-    assert plan.cost.total == Decimal("48.00")
+    assert plan.participants == 320  # 20 per HIT
+    assert plan.cost.total == Decimal("320.00")
 
 
 def test_main_trials_are_capped_so_no_target_shows_twice(demo_data):

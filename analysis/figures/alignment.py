@@ -20,9 +20,13 @@ from analysis.figures.style import (
     OKABE_ITO,
     SINGLE,
     colour_map,
+    fit_legend,
+    grid_legend,
     marker_map,
     new_figure,
     paper_style,
+    text_width,
+    wrap_label,
 )
 
 Y_LABEL = "Human alignment\n(chance-corrected, 94 % HDI)"
@@ -62,10 +66,11 @@ def alignment_by_factor(alignment: pd.DataFrame, x_factor: str, group_factor: st
                         marker_factor: str | None = None, *, x_order: list[str] | None = None,
                         group_order: list[str] | None = None,
                         marker_order: list[str] | None = None,
-                        width: float | None = None) -> Figure:
+                        width: float | None = None, title: str | None = None) -> Figure:
     """Per model: posterior mean and 94 % HDI of alignment, one column of points per level
     of `x_factor` (architecture), dodged and coloured by `group_factor` (training), marker
-    shape by `marker_factor` (a third factor, e.g. augmentation)."""
+    shape by `marker_factor` (a third factor, e.g. augmentation); `title` (e.g. the IRI
+    loss) above."""
     models = _models(alignment, x_factor, group_factor, marker_factor)
     xs = _levels(models, x_factor, x_order)
     groups = _levels(models, group_factor, group_order) if group_factor else [None]
@@ -102,30 +107,56 @@ def alignment_by_factor(alignment: pd.DataFrame, x_factor: str, group_factor: st
                                 color=colours[glevel], ms=3.5, mew=0.6, elinewidth=0.8,
                                 mfc=colours[glevel], mec="white" if marker != "o" else "white",
                                 label="_nolegend_", gid=f"model:{row.name}")
-        ax.set_xticks(range(len(xs)), xs)
         ax.set_xlim(-0.5, len(xs) - 0.5)
-        if max(len(x) for x in xs) * len(xs) > 60:
-            ax.tick_params(axis="x", labelrotation=30)
-            for label in ax.get_xticklabels():
-                label.set_ha("right")
+        _tick_labels(ax, xs, (fig.get_figwidth() - 0.7) / len(xs))  # 0.7 in: the y labels
         ax.set_xlabel(x_factor.replace("_", " ").capitalize())
         ax.set_ylabel(Y_LABEL)
         _y_limits(ax, models["alignment_hdi_low"], models["alignment_hdi_high"])
         for xi in range(1, len(xs)):
             ax.axvline(xi - 0.5, color="#EEEEEE", lw=0.6, zorder=0)
 
-        handles = []
+        rows = []
         if group_factor:
-            handles += [Line2D([], [], color=colours[g], marker="o", ls="", ms=4, label=g)
-                        for g in groups]
+            rows.append((_heading(group_factor),
+                         [(Line2D([], [], color=colours[g], marker="o", ls="", ms=4), g)
+                          for g in groups]))
         if marker_factor:
-            handles += [Line2D([], [], color=GREY, marker=shapes[m], ls="", ms=4, label=m)
-                        for m in marks]
-        if handles:
-            title = " · ".join(f.replace("_", " ") for f in (group_factor, marker_factor) if f)
-            fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6),
-                       title=title)
+            rows.append((_heading(marker_factor),
+                         [(Line2D([], [], color=GREY, marker=shapes[m], ls="", ms=4), m)
+                          for m in marks]))
+        if rows:
+            grid_legend(fig, rows, loc="outside upper center", handlelength=0.8,
+                        columnspacing=0.8)
+        if title:  # on the axes: a figure title would overlap the legend above them
+            ax.set_title(title, fontsize=7)
     return fig
+
+
+def _heading(factor: str) -> str:
+    """A legend heading that names a factor."""
+    return factor.replace("_", " ") + ":"
+
+
+def _tick_labels(ax, levels: list[str], room: float) -> None:
+    """Level names under the columns, `room` inches each: on one line, else wrapped onto
+    two lines when that fits, else slanted (wrapped at 1.2 in, on three lines at most when
+    two would shorten different names to the same text) as steeply as neighbours need."""
+    if text_width(levels) <= room * 0.92:
+        ax.set_xticks(range(len(levels)), levels)
+        return
+    wrapped = [wrap_label(lv, room * 0.92) for lv in levels]
+    if not any("…" in w and "…" not in lv for w, lv in zip(wrapped, levels, strict=True)):
+        ax.set_xticks(range(len(levels)), wrapped)
+        return
+    slanted = [wrap_label(lv, 1.2) for lv in levels]
+    if len(set(slanted)) < len(set(levels)):
+        slanted = [wrap_label(lv, 1.2, max_lines=3) for lv in levels]
+    ax.set_xticks(range(len(levels)), slanted)
+    lines = max(lv.count("\n") + 1 for lv in slanted)
+    need = 0.12 * lines + 0.03  # inches across the slant: the lines of a label and a gap
+    angle = next((a for a in (30, 45, 60) if room * np.sin(np.radians(a)) >= need), 90)
+    for label in ax.get_xticklabels():
+        label.set(rotation=angle, ha="right", rotation_mode="anchor")
 
 
 def ordered_levels(levels: list[str], order: list[str] | None = None) -> list[str]:
@@ -156,9 +187,11 @@ def alignment_along(alignment: pd.DataFrame, factor: str, *, order: list[str] | 
     with paper_style():
         fig = new_figure(width, 2.4)
         ax = fig.add_subplot()
-        x = np.arange(len(levels))
         for xi, level in enumerate(levels):
             members = models[models[factor] == level]
+            if colour_factor:  # models of one colour side by side
+                members = members.assign(_c=members[colour_factor].map(colour_levels.index))
+                members = members.sort_values(["_c", "name"])
             offsets = (np.linspace(-0.12, 0.12, len(members)) if len(members) > 1
                        else np.zeros(len(members)))
             for off, row in zip(offsets, members.itertuples(index=False), strict=True):
@@ -177,14 +210,14 @@ def alignment_along(alignment: pd.DataFrame, factor: str, *, order: list[str] | 
             ax.fill_between(xl, low, high, color="black", alpha=0.08, lw=0, zorder=2)
             ax.errorbar(xl, mean, yerr=[mean - low, high - mean], fmt="-o", color="black",
                         ms=4, lw=1.2, elinewidth=1.2, zorder=3, gid="levels",
-                        label=f"mean over models at each {factor.replace('_', ' ')} level")
+                        label="level mean over models (94 % HDI)")
         extra = []
         if reference is not None:
             ax.axhline(reference, color=OKABE_ITO["vermillion"], ls="--", lw=1.0, zorder=2,
                        gid="reference", label=reference_label or f"reference ({reference:g})")
             extra.append(reference)
-        ax.set_xticks(x, levels)
         ax.set_xlim(-0.4, len(levels) - 0.6)
+        _tick_labels(ax, levels, (fig.get_figwidth() - 0.7) / len(levels))
         ax.set_xlabel(factor.replace("_", " ").capitalize())
         ax.set_ylabel(Y_LABEL)
         _y_limits(ax, models["alignment_hdi_low"], models["alignment_hdi_high"], extra)
@@ -192,6 +225,7 @@ def alignment_along(alignment: pd.DataFrame, factor: str, *, order: list[str] | 
         if colour_factor:
             handles += [Line2D([], [], color=colours[c], marker="o", ls="", ms=3, alpha=0.6)
                         for c in colour_levels]
-            labels += [f"{c} ({colour_factor.replace('_', ' ')})" for c in colour_levels]
-        fig.legend(handles, labels, loc="outside upper center", ncols=2 if len(labels) > 2 else 1)
+            labels += [f"{colour_factor.replace('_', ' ')}: {c}" for c in colour_levels]
+        fit_legend(fig, handles, labels, [2, 1] if len(labels) > 2 else [1],
+                   loc="outside upper center")
     return fig

@@ -8,10 +8,23 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.figures.inputs import FigureSkipped
-from analysis.figures.style import GREY, OKABE_ITO, SINGLE, new_figure, paper_style
+from analysis.figures.style import (
+    DOUBLE,
+    GREY,
+    OKABE_ITO,
+    SINGLE,
+    new_figure,
+    paper_style,
+    shorten,
+    text_width,
+    wrap_label,
+)
 
 KINDS = {"pairwise": ["pairwise"], "level": ["level vs mean of levels"],
          "all": ["level vs mean of levels", "pairwise"]}
+MIN_DATA = 1.6  # inches the axes keep for the data, however long the row labels
+P_COLUMN = 0.35  # inches: the P(>0) column right of the axes
+MARGIN = 0.2  # inches of padding besides the labels, the data and the P(>0) column
 X_LABEL = "Difference in human alignment\n(chance-corrected, 94 % HDI)"
 
 
@@ -34,11 +47,29 @@ def contrast_rows(effects: pd.DataFrame, contrasts: str = "pairwise",
     return rows.reset_index(drop=True)
 
 
+def _fit_labels(labels: list[str], headings: list[tuple[float, str]], width: float
+                ) -> tuple[list[str], list[tuple[float, str]], float]:
+    """(labels, headings, figure width): the figure widened (up to the double column) so
+    that the row labels leave the data MIN_DATA inches; when even that is too narrow, the
+    labels wrapped onto two lines and they and the headings shortened to the room left."""
+    fixed = MIN_DATA + P_COLUMN + MARGIN
+    label_w = max(text_width(labels), text_width([h for _, h in headings], weight="bold"))
+    if label_w + fixed <= max(width, DOUBLE):
+        return labels, headings, max(width, label_w + fixed)
+    width = max(width, DOUBLE)
+    room = width - fixed
+    titles = [(ypos, shorten(h, room * 0.9)) for ypos, h in headings]  # bold: wider
+    return [wrap_label(label, room) for label in labels], titles, width
+
+
 def contrast_forest(effects: pd.DataFrame, contrasts: str = "pairwise",
-                    factors: list[str] | None = None, width: float = SINGLE) -> Figure:
+                    factors: list[str] | None = None, width: float = SINGLE,
+                    title: str | None = None) -> Figure:
     """One row per contrast: posterior mean (point) and 94 % HDI (line) of the difference in
     chance-corrected alignment, grouped by factor, with a zero line; blue where the HDI
-    excludes zero, grey where it does not; P(> 0) at the right."""
+    excludes zero, grey where it does not; P(> 0) at the right; `title` (e.g. the IRI
+    loss) above. The figure is `width` wide, wider (up to the double column) when the
+    row labels would leave the data less than MIN_DATA."""
     rows = contrast_rows(effects, contrasts, factors)
     # y positions top-down, with a gap and a heading between factors
     y, labels, headings = [], [], []
@@ -56,7 +87,10 @@ def contrast_forest(effects: pd.DataFrame, contrasts: str = "pairwise",
         pos += 0.4
     y = np.array(y)
     with paper_style():
-        fig = new_figure(width, 0.55 + 0.17 * pos)
+        titles = [(ypos, factor.replace("_", " ").capitalize()) for ypos, factor in headings]
+        labels, titles, width = _fit_labels(labels, titles, width)
+        lines = max(label.count("\n") + 1 for label in labels)
+        fig = new_figure(width, 0.55 + (0.17 if lines == 1 else 0.28) * pos)
         ax = fig.add_subplot()
         mean = rows["alignment_mean"].to_numpy(float)
         low = rows["alignment_hdi_low"].to_numpy(float)
@@ -69,8 +103,8 @@ def contrast_forest(effects: pd.DataFrame, contrasts: str = "pairwise",
         ax.axvline(0.0, color="black", lw=0.7, ls="--", zorder=0, gid="zero")
         ax.set_yticks(y, labels)
         ax.tick_params(axis="y", length=0)
-        for ypos, factor in headings:
-            ax.text(0.0, ypos, factor.replace("_", " ").capitalize(), transform=ax.get_yaxis_transform(),
+        for ypos, heading in titles:
+            ax.text(0.0, ypos, heading, transform=ax.get_yaxis_transform(),
                     ha="right", va="center", fontweight="bold", fontsize=7,
                     clip_on=False, gid="heading")
         ax.set_ylim(pos - 0.2, -0.8)
@@ -88,4 +122,6 @@ def contrast_forest(effects: pd.DataFrame, contrasts: str = "pairwise",
         legend = [Line2D([], [], color=OKABE_ITO["blue"], marker="o", ms=3, label="HDI excludes 0"),
                   Line2D([], [], color=GREY, marker="o", ms=3, label="HDI includes 0")]
         fig.legend(handles=legend, loc="outside lower center", ncols=2)
+        if title:
+            fig.suptitle(title, fontsize=7)
     return fig

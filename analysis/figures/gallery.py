@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.figures.inputs import FigureSkipped
-from analysis.figures.style import DOUBLE, SINGLE, new_figure, paper_style
+from analysis.figures.style import DOUBLE, paper_style, text_width, wrap_label
 
 CELL = 0.62  # inches per image
+LABEL_SIZE = 6.5  # pt, the row labels
+MAX_LABEL = 2.2  # inches, the widest the row labels' column gets
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -87,22 +90,32 @@ def iri_gallery(manifest: pd.DataFrame, root: Path | None = None, *,
     losses = losses or list(dict.fromkeys(manifest["loss"]))
     target, seed = choose_target(manifest, models, losses, target_id)
     columns = ["target", "seed", *losses]
+    labels = [(row_labels or {}).get(m, m) for m in models]
     n_rows, n_cols = len(models), len(columns)
-    label_width = 0.9
-    width = min(DOUBLE, max(SINGLE, label_width + CELL * n_cols))
-    cell = min(CELL, (width - label_width) / n_cols)
+    # Exact placement (no layout engine): square cells, thin gaps, labels at the left.
+    gap, top, bottom, right = 0.04, 0.2, 0.04, 0.04
     with paper_style():
-        fig = new_figure(width, 0.3 + cell * n_rows * 1.02)
-        axes = fig.subplots(n_rows, n_cols, squeeze=False,
-                            gridspec_kw={"wspace": 0.02, "hspace": 0.02})
-        fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.01, hspace=0.01)
+        # label column: as wide as the longest line (labelpad and margin besides), at most
+        # MAX_LABEL; a longer label wrapped at word breaks and shortened to fit
+        labels = [label if text_width([label], LABEL_SIZE) <= MAX_LABEL - 0.12
+                  else wrap_label(label, MAX_LABEL - 0.12, LABEL_SIZE,
+                                  max_lines=max(3, label.count("\n") + 1))
+                  for label in labels]
+        label_w = text_width(labels, LABEL_SIZE) + 0.12
+        cell = min(CELL, (DOUBLE - label_w - right) / n_cols - gap)
+        width = label_w + n_cols * (cell + gap) + right
+        height = top + n_rows * (cell + gap) + bottom
+        fig = Figure(figsize=(width, height))
+        FigureCanvasAgg(fig)
         target_image = read_image(target)
         seed_image = read_image(seed)
         for r, model in enumerate(models):
             rows = manifest[(manifest["model"] == model) & (manifest["target_id"] == target)
                             & (manifest["seed_id"] == seed)]
             for c, column in enumerate(columns):
-                ax = axes[r, c]
+                x0 = label_w + c * (cell + gap)
+                y0 = height - top - (r + 1) * (cell + gap) + gap
+                ax = fig.add_axes((x0 / width, y0 / height, cell / width, cell / height))
                 ax.set_xticks([])
                 ax.set_yticks([])
                 for spine in ax.spines.values():
@@ -119,12 +132,10 @@ def iri_gallery(manifest: pd.DataFrame, root: Path | None = None, *,
                             color="#7F7F7F", transform=ax.transAxes)
                     ax.set_facecolor("#F2F2F2")
                 else:
-                    ax.imshow(image, interpolation="nearest")
-                    ax.set_aspect("equal")
+                    ax.imshow(image, interpolation="nearest", aspect="auto")
                 if r == 0:
-                    ax.set_title(column.replace("_", " "), fontsize=7)
+                    ax.set_title(column.replace("_", " "), fontsize=7, pad=2)
                 if c == 0:
-                    label = (row_labels or {}).get(model, model)
-                    ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6.5,
+                    ax.set_ylabel(labels[r], rotation=0, ha="right", va="center", fontsize=LABEL_SIZE,
                                   labelpad=4)
     return fig

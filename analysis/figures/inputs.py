@@ -1,8 +1,9 @@
 """The files figures and the report read, loaded once and named in every error.
 
-A study's figures come from the stored outputs of `hitkit analyze` (analysis/),
-responses.parquet, manifest.parquet with its image store, and proxy.csv. Files the
-analysis writes are required: a missing one is a `FigureInputError` that names it
+A study's figures come from the stored outputs of `hitkit analyze` (analysis/, or
+analysis/loss-<name>/ for an IRI loss other than the study's default),
+responses.parquet, manifest.parquet with its image store, and proxy.csv (the rows
+of the analysed loss). Files the analysis writes are required: a missing one is a `FigureInputError` that names it
 and the command that writes it. The manifest and proxy.csv are optional: a figure
 that needs them is skipped with a message (`FigureSkipped`).
 """
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.data import loss_folder, resolve_iri_loss
+from analysis.proxy_calibration import PROXY_FILE, ProxyError, read_proxy
 from hitkit.config import Study, load_study
 
 ANALYSIS_DIR = "analysis"
 FIGURES_DIR = "figures"
 RESPONSES_FILE = "responses.parquet"
 MANIFEST_FILE = "manifest.parquet"
-PROXY_FILE = "proxy.csv"
 
 ARCH_WORDS = ("arch", "backbone", "network", "family")
 TRAINING_WORDS = ("train", "loss", "objective", "robust", "adversar", "method", "regime")
@@ -101,20 +103,55 @@ class StudyInputs:
 
     root: Path
     study: Study | None = None
+    iri_loss: str | None = None  # whose analysis to read; None: the study's default loss
+    notes: list[str] = field(default_factory=list)  # said once, after the figure
     _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         if self.study is None:
             self.study = load_study(self.root)
+        self.iri_loss = resolve_iri_loss(self.study, self.iri_loss)  # ValueError if unknown
 
     @property
     def analysis_dir(self) -> Path:
-        return self.root / ANALYSIS_DIR
+        """analysis/, or analysis/loss-<name>/ for a loss other than the default."""
+        return loss_folder(self.root / ANALYSIS_DIR, self.study, self.iri_loss)
 
     @property
     def figures_dir(self) -> Path:
-        return self.root / FIGURES_DIR
+        """figures/, or figures/loss-<name>/ for a loss other than the default."""
+        return loss_folder(self.root / FIGURES_DIR, self.study, self.iri_loss)
+
+    @property
+    def is_default_loss(self) -> bool:
+        return self.iri_loss == self.study.config.default_iri_loss
+
+    @property
+    def analysed_loss(self) -> str | None:
+        """The IRI loss the stored analysis is for (summary.json), None when it does not
+        say (an analysis from before losses were analysed one at a time: pooled)."""
+        try:
+            return self.summary.get("iri_loss")
+        except FigureInputError:
+            return None
+
+    def loss_title(self) -> str | None:
+        """'IRI loss: reg_free' for a figure's title, None when not recorded."""
+        loss = self.analysed_loss
+        return f"IRI loss: {loss}" if loss else None
+
+    def required(self, relative: str) -> Path:
+        """A required input's path: 'analysis/x' lies in analysis_dir."""
+        if relative.startswith(f"{ANALYSIS_DIR}/"):
+            return self.analysis_dir / relative.removeprefix(f"{ANALYSIS_DIR}/")
+        return self.root / relative
+
+    @property
+    def analyze_command(self) -> str:
+        """The `hitkit analyze` call that writes analysis_dir."""
+        return (f"hitkit analyze --study {self.root}"
+                + ("" if self.is_default_loss else f" --iri-loss {self.iri_loss}"))
 
     @property
     def factors(self) -> list[str]:
@@ -126,7 +163,8 @@ class StudyInputs:
 
     # ------------------------------------------------------------- analysis files
 
-    def _missing(self, path: Path) -> FigureInputError:
+    def missing(self, path: Path) -> FigureInputError:
+        """The error for a missing analysis output: what to run (or why the gate stopped it)."""
         summary = self.analysis_dir / "summary.json"
         if summary.is_file():
             try:
@@ -135,10 +173,10 @@ class StudyInputs:
                 passed = True
             if not passed:
                 return FigureInputError(
-                    f"{path} not found: the last `hitkit analyze --study {self.root}` did not "
+                    f"{path} not found: the last `{self.analyze_command}` did not "
                     "pass the convergence gate, so no effects were written (see "
                     f"{self.analysis_dir / 'diagnostics.csv'} and {self.analysis_dir / 'effects.md'})")
-        return FigureInputError(f"{path} not found: run `hitkit analyze --study {self.root}` first")
+        return FigureInputError(f"{path} not found: run `{self.analyze_command}` first")
 
     def analysis_csv(self, name: str, required: bool = True) -> pd.DataFrame | None:
         if name in self._frames:
@@ -146,7 +184,7 @@ class StudyInputs:
         path = self.analysis_dir / name
         if not path.is_file():
             if required:
-                raise self._missing(path)
+                raise self.missing(path)
             return None
         try:
             frame = pd.read_csv(path, keep_default_na=True, dtype={f: str for f in self.factors})
@@ -171,7 +209,7 @@ class StudyInputs:
     def summary(self) -> dict:
         path = self.analysis_dir / "summary.json"
         if not path.is_file():
-            raise self._missing(path)
+            raise self.missing(path)
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -210,20 +248,18 @@ class StudyInputs:
 
     @cached_property
     def proxy(self) -> pd.DataFrame:
-        """proxy.csv as written by `hitkit proxy`; FigureSkipped when absent."""
+        """Per-model machine proxy of the analysed IRI loss (analysis.proxy_calibration's
+        reading of proxy.csv); FigureSkipped when there is none."""
         path = self.root / PROXY_FILE
         if not path.is_file():
             raise FigureSkipped(f"{path} not found (run `hitkit proxy --study {self.root}` to "
                                 "score the IRIs with the machine proxy)")
         try:
-            frame = pd.read_csv(path, dtype={"model": str, "loss": str})
+            return read_proxy(path, loss=self.analysed_loss or None)
+        except ProxyError as exc:
+            raise FigureSkipped(str(exc)) from None
         except (OSError, ValueError) as exc:
             raise FigureInputError(f"{path}: cannot read: {exc}") from None
-        missing = {"model", "alignment", "n_iris"} - set(frame.columns)
-        if missing:
-            raise FigureInputError(f"{path}: needs columns {', '.join(sorted(missing))} "
-                                   "(written by `hitkit proxy`)")
-        return frame
 
     @cached_property
     def proxy_summary(self) -> pd.DataFrame | None:

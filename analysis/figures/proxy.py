@@ -9,31 +9,18 @@ from matplotlib.lines import Line2D
 
 from analysis.figures.inputs import FigureSkipped
 from analysis.figures.style import GREY, OKABE_ITO, SINGLE, colour_map, new_figure, paper_style
+from analysis.proxy_calibration import pearson, ranks
 
-X_LABEL = "Machine proxy\n(share of IRIs nearer their target than their seed)"
+X_LABELS = {
+    "alignment": "Machine proxy\n(share of IRIs nearer their target than their seed)",
+    "mean_margin": "Machine proxy: mean margin\n(distance to seed − distance to target)",
+}
 Y_LABEL = "Human alignment\n(chance-corrected, 94 % HDI)"
-
-
-def proxy_per_model(proxy: pd.DataFrame) -> pd.Series:
-    """proxy.csv (one row per model and loss) -> per-model proxy, n_iris-weighted over losses
-    (as analysis.proxy_calibration.read_proxy)."""
-    frame = proxy.assign(alignment=proxy["alignment"].astype(float),
-                         n_iris=proxy["n_iris"].astype(float))
-    frame["weighted"] = frame["alignment"] * frame["n_iris"]
-    grouped = frame.groupby(frame["model"].astype(str)).agg(weighted=("weighted", "sum"),
-                                                            n_iris=("n_iris", "sum"))
-    return grouped["weighted"] / grouped["n_iris"]
-
-
-def _rank(x: np.ndarray) -> np.ndarray:
-    return pd.Series(x).rank().to_numpy()
 
 
 def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Pearson r and Spearman rho (average ranks) of two vectors."""
-    r = float(np.corrcoef(x, y)[0, 1])
-    rho = float(np.corrcoef(_rank(x), _rank(y))[0, 1])
-    return r, rho
+    return float(pearson(x, y[None])[0]), float(pearson(ranks(x), ranks(y)[None])[0])
 
 
 def correlation_text(x: np.ndarray, y: np.ndarray, summary: pd.DataFrame | None = None) -> str:
@@ -46,19 +33,22 @@ def correlation_text(x: np.ndarray, y: np.ndarray, summary: pd.DataFrame | None 
         def fmt(name):
             return (f"{s.loc[name, 'mean']:.2f} [{s.loc[name, 'hdi_low']:.2f}, "
                     f"{s.loc[name, 'hdi_high']:.2f}]")
-        return f"Pearson r = {fmt('pearson_r')}\nSpearman ρ = {fmt('spearman_rho')}"
+        return (f"Pearson r = {fmt('pearson_r')}\nSpearman ρ = {fmt('spearman_rho')}"
+                "\n(posterior mean [94 % HDI])")
     r, rho = correlations(x, y)
     return f"Pearson r = {r:.2f}\nSpearman ρ = {rho:.2f} (of posterior means)"
 
 
 def proxy_vs_human(alignment: pd.DataFrame, proxy: pd.DataFrame,
                    calibration: pd.DataFrame | None = None, colour_factor: str | None = None,
-                   width: float = SINGLE) -> Figure:
-    """x: the per-model machine proxy (proxy.csv); y: the posterior mean and 94 % HDI of
+                   width: float = SINGLE, level_order: list[str] | None = None) -> Figure:
+    """x: the per-model machine proxy (`proxy`: analysis.proxy_calibration.read_proxy's
+    frame, indexed by model); y: the posterior mean and 94 % HDI of
     human alignment (alignment.csv); the least-squares calibration line; Pearson and
     Spearman correlations in the title (with HDIs from the posterior when `calibration`,
     analysis/proxy_calibration_summary.csv, is given)."""
-    per_model = proxy_per_model(proxy)
+    per_model = proxy["proxy"]
+    measure = str(proxy["measure"].iloc[0])
     models = alignment[alignment["kind"] == "model"].copy()
     models["name"] = models["name"].astype(str)
     models = models[models["name"].isin(per_model.index)]
@@ -71,6 +61,9 @@ def proxy_vs_human(alignment: pd.DataFrame, proxy: pd.DataFrame,
         raise FigureSkipped("the proxy gives every model the same value; nothing to compare")
     levels = (list(dict.fromkeys(models[colour_factor].astype(str)))
               if colour_factor and colour_factor in models.columns else [])
+    if level_order:  # the study's order, so a level keeps its colour across figures
+        levels = [lv for lv in level_order if lv in levels] + \
+            [lv for lv in levels if lv not in level_order]
     colours = colour_map(levels)
     with paper_style():
         fig = new_figure(width, 2.7)
@@ -88,7 +81,7 @@ def proxy_vs_human(alignment: pd.DataFrame, proxy: pd.DataFrame,
         grid = np.linspace(x.min(), x.max(), 50)
         ax.plot(grid, intercept + slope * grid, color=GREY, lw=0.9, ls="--", zorder=0,
                 gid="calibration", label="least-squares line")
-        ax.set_xlabel(X_LABEL)
+        ax.set_xlabel(X_LABELS[measure])
         ax.set_ylabel(Y_LABEL)
         pad = 0.06 * (x.max() - x.min())
         ax.set_xlim(x.min() - pad, x.max() + pad)

@@ -9,13 +9,18 @@ touches pyplot's global state or needs a display.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib as mpl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
 
 from hitkit.files import atomic_write
 
@@ -87,6 +92,124 @@ def new_figure(width: float, height: float) -> Figure:
     FigureCanvasAgg(fig)
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, hspace=0.04, wspace=0.04)
     return fig
+
+
+def text_width(texts: Iterable[str], size: float = 7.0, weight: str = "normal") -> float:
+    """Width in inches of the widest line of `texts` at `size` pt in the current font."""
+    dpi = RC["figure.dpi"]  # the resolution layouts are computed at (hinting varies with it)
+    renderer = RendererAgg(1, 1, dpi)
+    prop = FontProperties(size=size, weight=weight)
+    widest = 0.0
+    for text in texts:
+        for line in str(text).split("\n"):
+            if line:
+                widest = max(widest, renderer.get_text_width_height_descent(
+                    line, prop, ismath=False)[0])
+    return widest / dpi
+
+
+def shorten(text: str, width: float, size: float = 7.0) -> str:
+    """`text` (one line), or its start and end around an ellipsis, at most `width` inches."""
+    if text_width([text], size) <= width:
+        return text
+    keep_lo, keep_hi = 0, len(text)
+    while keep_lo < keep_hi:  # the most characters kept that still fit
+        keep = (keep_lo + keep_hi + 1) // 2
+        if text_width([_cut(text, keep)], size) <= width:
+            keep_lo = keep
+        else:
+            keep_hi = keep - 1
+    return _cut(text, max(keep_lo, 2))
+
+
+def _cut(text: str, keep: int) -> str:
+    head = (keep + 1) // 2
+    return text[:head].rstrip() + "…" + text[len(text) - (keep - head):].lstrip()
+
+
+def wrap_label(text: str, width: float, size: float = 7.0, max_lines: int = 2) -> str:
+    """`text` broken after spaces, '-', '_', '/' or '·' into at most `max_lines` lines of
+    at most `width` inches each (existing line breaks kept; what does not fit in the last
+    line shortened with an ellipsis in its middle)."""
+    lines: list[str] = []  # unstripped, so that lines can be joined again as they were
+    for part in str(text).split("\n"):
+        line = ""
+        for piece in (p for p in re.split(r"(?<=[\s\-_/·])", part) if p):
+            if line.strip() and text_width([(line + piece).strip()], size) > width:
+                lines.append(line)
+                line = piece
+            else:
+                line += piece
+        lines.append(line + " ")  # a space where a line break was
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + ["".join(lines[max_lines - 1:])]
+    return "\n".join(shorten(line.strip(), width, size) for line in lines)
+
+
+def fit_legend(fig: Figure, handles: Sequence[Artist], labels: Sequence[str],
+               ncols: Sequence[int], **kwargs) -> Legend:
+    """A figure legend with the first of `ncols` (most columns first) whose box fits the
+    figure's width; at the last, labels are shortened until it fits."""
+    width = fig.get_figwidth() * fig.dpi * 0.98
+    renderer = fig.canvas.get_renderer()
+    legend = None
+    for n in ncols:
+        if legend is not None:
+            legend.remove()
+        legend = fig.legend(handles=list(handles), labels=list(labels), ncols=n, **kwargs)
+        if legend.get_window_extent(renderer).width <= width:
+            return legend
+    # still too wide (very long labels): shorten the widest until it fits
+    size = legend.get_texts()[0].get_fontsize() if labels else 7.0
+    over = (legend.get_window_extent(renderer).width - width) / fig.dpi
+    limit = max(text_width(labels, size) - over / max(ncols[-1], 1), 0.3)
+    for text in legend.get_texts():
+        text.set_text(shorten(text.get_text(), limit, size))
+    return legend
+
+
+def grid_legend(fig: Figure, rows: Sequence[tuple[str, Sequence[tuple[Artist, str]]]],
+                **kwargs) -> Legend:
+    """A figure legend of headed groups of entries ('training: ● standard ● adversarial'):
+    one row for all groups when that fits the figure's width, else a row per group
+    (wrapped into more rows when a group alone is too wide), headings in the first column
+    and in bold. Matplotlib fills a legend column by column, so the entries are laid out
+    on a full grid padded with blank entries."""
+    blank = (Line2D([], [], ls="", marker=""), "")
+    heading = [(Line2D([], [], ls="", marker="", gid="heading"), text) for text, _ in rows]
+    one_row = [e for h, (_, entries) in zip(heading, rows, strict=True) for e in (h, *entries)]
+    layouts = [[one_row]]  # a list of grid rows, each a list of (handle, label)
+    most = max((len(entries) for _, entries in rows), default=0)
+    for per_row in range(most, 0, -1):
+        grid = []
+        for h, (_, entries) in zip(heading, rows, strict=True):
+            for start in range(0, max(len(entries), 1), per_row):
+                grid.append([h if start == 0 else blank, *entries[start:start + per_row]])
+        layouts.append(grid)
+    width = fig.get_figwidth() * fig.dpi * 0.98
+    renderer = fig.canvas.get_renderer()
+    legend = None
+    for grid in layouts:
+        if legend is not None:
+            legend.remove()
+        ncols = max(len(r) for r in grid)
+        grid = [r + [blank] * (ncols - len(r)) for r in grid]
+        cells = [grid[r][c] for c in range(ncols) for r in range(len(grid))]  # column-major
+        legend = fig.legend(handles=[h for h, _ in cells], labels=[t for _, t in cells],
+                            ncols=ncols, **kwargs)
+        for text, (handle, _) in zip(legend.get_texts(), cells, strict=True):
+            if handle.get_gid() == "heading":
+                text.set_fontweight("bold")
+        if legend.get_window_extent(renderer).width <= width:
+            return legend
+    # still too wide (very long level names): shorten the entries until it fits
+    over = (legend.get_window_extent(renderer).width - width) / fig.dpi
+    size = legend.get_texts()[0].get_fontsize()
+    entries = [t for t in legend.get_texts() if t.get_fontweight() != "bold" and t.get_text()]
+    limit = max(text_width([t.get_text() for t in entries], size) - over, 0.3)
+    for text in entries:
+        text.set_text(shorten(text.get_text(), limit, size))
+    return legend
 
 
 def colour_map(levels: list[str]) -> dict[str, str]:

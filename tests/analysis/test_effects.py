@@ -47,12 +47,12 @@ def test_contrasts_and_alignment_exact(small_sim):
                       s_model=0.0, u_model=np.zeros(m))
     draws = effect_draws(post, data, choices, "these-models")
     table = effects_table(draws, data, choices, post, "these-models").set_index("contrast")
-    assert table.loc["cnn − vit", "logit_mean"] == pytest.approx(-1.0)
-    assert table.loc["cnn − vit", "logit_p_gt_0"] == 0.0
+    assert table.loc["vit − cnn", "logit_mean"] == pytest.approx(1.0)
+    assert table.loc["vit − cnn", "logit_p_gt_0"] == 1.0
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     # no lapse, no spread: alignment = logistic(eta) exactly
-    assert table.loc["cnn − vit", "alignment_mean"] == pytest.approx(sig(-0.3) - sig(0.7))
-    assert table.loc["adversarial − standard", "alignment_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert table.loc["vit − cnn", "alignment_mean"] == pytest.approx(sig(0.7) - sig(-0.3))
+    assert table.loc["standard − adversarial", "alignment_mean"] == pytest.approx(0.0, abs=1e-12)
     population = effect_draws(post, data, choices, "model-population")
     assert np.allclose(population.effects["architecture"], draws.effects["architecture"])
 

@@ -45,8 +45,8 @@ def test_true_contrasts_inside_their_hdi_and_signs_right(fitted):
             assert np.sign(row.alignment_mean) == np.sign(true)
             checked += 1
         for a, b in itertools.combinations(levels, 2):
-            row = table[(table.factor == factor) & (table.contrast == f"{a} − {b}")].iloc[0]
-            true = truth[factor][a] - truth[factor][b]
+            row = table[(table.factor == factor) & (table.contrast == f"{b} − {a}")].iloc[0]
+            true = truth[factor][b] - truth[factor][a]
             assert row.logit_hdi_low <= true <= row.logit_hdi_high
             assert np.sign(row.logit_mean) == np.sign(true)
             assert np.sign(row.alignment_mean) == np.sign(true)
@@ -112,6 +112,22 @@ def test_statsmodels_cross_check_agrees_in_sign(fitted):
     assert ((cross.table.ratio > 0.5) & (cross.table.ratio < 2)).all()
     assert cross.warnings == []
     assert "sign agrees for 4 of 4" in cross.lines()[0]
+    # population-averaged effects shrink by the random-effect variance: the stated
+    # expectation lies below 1 and near the ratios seen
+    expected = float(cross.table.expected_ratio.iloc[0])
+    assert 0.5 < expected < 1.0
+    assert abs(float(cross.table.ratio.median()) - expected) < 0.3
+
+
+def test_statsmodels_cross_check_reports_a_runaway_glm(fitted):
+    sim, data, choices, dt = fitted
+    level = data.factor_levels[data.factors[0]][0]
+    at_chance = data.__class__(**{**data.__dict__, "y": data.y.copy()})
+    rows = data.model_levels[data.factors[0]][data.model] == 0
+    at_chance.y[rows] = np.arange(rows.sum()) % 3 == 0  # a third right: under the 2AFC floor
+    cross = checks.statsmodels_check(dt["posterior"].to_dataset(), at_chance, choices)
+    assert cross.table.ratio.isna().all(), (level, cross.table)
+    assert any("did not reach a finite estimate" in w for w in cross.warnings)
 
 
 def test_prior_predictive_summary(fitted):
