@@ -38,10 +38,20 @@ from analysis.proxy_calibration import (
     read_proxy,
 )
 from hitkit.config import Study
+from hitkit.files import atomic_write
 
 OUTPUT_DIR = "analysis"
 SENSITIVITY_DIR = "sensitivity-include-excluded"
 
+
+
+def write_csv(frame: pd.DataFrame, path: Path, **options) -> None:
+    """A table of results, written so a reader never sees half of it."""
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, **options))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 @dataclass
 class AnalysisResult:
@@ -136,7 +146,7 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
                  f"{settings.draws} draws, {settings.tune} tune)")
     save_posterior(dt, folder / "posterior.nc")
     gate = check_gate(dt, choices, data.factors, settings)
-    gate.diagnostics.to_csv(folder / "diagnostics.csv", index_label="parameter")
+    write_csv(gate.diagnostics, folder / "diagnostics.csv", index_label="parameter")
     echo(gate.report())
     result = AnalysisResult(folder, data, choices, gate, dt, lines=lines)
     summary = {
@@ -151,11 +161,11 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
         "interactions": [list(t) for t in choices.interactions],
     }
     if not gate.passed:
-        (folder / "summary.json").write_text(json.dumps(summary, indent=2))
-        (folder / "effects.md").write_text(
-            "# Analysis: convergence gate FAILED\n\n" + _loss_statement(data) + "\n\n"
-            "No effects are reported from this fit.\n\n"
-            "```\n" + gate.report() + "\n```\n", encoding="utf-8")
+        write_text(folder / "summary.json", json.dumps(summary, indent=2))
+        write_text(folder / "effects.md",
+                   "# Analysis: convergence gate FAILED\n\n" + _loss_statement(data) + "\n\n"
+                   "No effects are reported from this fit.\n\n"
+                   "```\n" + gate.report() + "\n```\n")
         return result
 
     post = dt["posterior"].to_dataset()
@@ -165,11 +175,11 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
     result.sds = effects.sd_table(post, choices, gate.diagnostics)
     result.ppc = checks.posterior_predictive(post, data, choices, seed=settings.seed)
     result.crosscheck = checks.statsmodels_check(post, data, choices)
-    result.effects.to_csv(folder / "effects.csv", index=False)
-    result.alignment.to_csv(folder / "alignment.csv", index=False)
-    result.sds.to_csv(folder / "sds.csv", index=False)
-    result.ppc.to_csv(folder / "ppc.csv", index=False)
-    result.crosscheck.table.to_csv(folder / "crosscheck.csv", index=False)
+    write_csv(result.effects, folder / "effects.csv", index=False)
+    write_csv(result.alignment, folder / "alignment.csv", index=False)
+    write_csv(result.sds, folder / "sds.csv", index=False)
+    write_csv(result.ppc, folder / "ppc.csv", index=False)
+    write_csv(result.crosscheck.table, folder / "crosscheck.csv", index=False)
     for line in checks.ppc_lines(result.ppc) + result.crosscheck.lines():
         echo(line)
     proxy_path = study.root / PROXY_FILE
@@ -181,20 +191,20 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
             echo(f"proxy calibration skipped: {exc}")
             summary["proxy_calibration_skipped"] = str(exc)
         else:
-            result.proxy.per_model.to_csv(folder / "proxy_calibration.csv", index=False)
-            result.proxy.summary.to_csv(folder / "proxy_calibration_summary.csv", index=False)
+            write_csv(result.proxy.per_model, folder / "proxy_calibration.csv", index=False)
+            write_csv(result.proxy.summary, folder / "proxy_calibration_summary.csv", index=False)
             for line in result.proxy.lines():
                 echo(line)
 
     if compare:
         result.comparison = _compare(study, data, settings, model, dt, echo)
-        result.comparison.to_csv(folder / "compare.csv", index_label="variant")
+        write_csv(result.comparison, folder / "compare.csv", index_label="variant")
         summary["compare"] = result.comparison.index.tolist()
 
     statement = effects.target_statement(analysis.target, data, choices)
     echo(statement)
-    (folder / "effects.md").write_text(_markdown(result, statement, settings), encoding="utf-8")
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(folder / "effects.md", _markdown(result, statement, settings))
+    write_text(folder / "summary.json", json.dumps(summary, indent=2))
     echo(f"wrote {folder}/: posterior.nc, effects.csv, effects.md, alignment.csv, sds.csv, "
          "ppc.csv, crosscheck.csv, diagnostics.csv, summary.json"
          + (", compare.csv" if compare else "")
