@@ -202,6 +202,7 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
         summary["compare"] = result.comparison.index.tolist()
 
     statement = effects.target_statement(analysis.target, data, choices)
+    summary["target_statement"] = statement  # the report quotes it without importing PyMC
     echo(statement)
     write_text(folder / "effects.md", _markdown(result, statement, settings))
     write_text(folder / "summary.json", json.dumps(summary, indent=2))

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import click
 
-from hitkit.config import ConfigError, load_study
+from hitkit.command_options import open_study, study_option
 
 EXIT_INPUT = 2  # bad study.toml or responses
 EXIT_GATE = 3  # the fit did not pass the convergence gate
-
-STUDY_OPTION = click.option(
-    "--study", "study_dir", type=click.Path(path_type=Path), default=Path("."),
-    show_default=True, help="Study folder holding study.toml.")
-
 
 IRI_LOSS_OPTION = click.option(
     "--iri-loss", default=None, metavar="NAME",
@@ -30,14 +25,6 @@ READ_LOSS_OPTION = click.option(
          "analyze --iri-loss NAME`) instead of analysis/ (default: the study's default loss).")
 
 
-def _load(study_dir: Path):
-    try:
-        return load_study(study_dir)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_INPUT)
-
-
 @click.command(epilog="""\b
 Examples:
   hitkit analyze --study my-study
@@ -49,7 +36,7 @@ Examples:
 Exit status: 0 = the fit passed the gate and results were written;
 2 = bad study.toml or responses.parquet; 3 = the convergence gate failed.
 """)
-@STUDY_OPTION
+@study_option
 @click.option("--include-excluded", is_flag=True,
               help="Keep rows excluded by [quality] rules (a sensitivity run; written to "
                    "sensitivity-include-excluded/ in the loss's results folder).")
@@ -86,7 +73,7 @@ def analyze(study_dir: Path, include_excluded: bool, iri_loss: str | None, sampl
     from analysis.data import AnalysisDataError
     from analysis.fit import SamplerError, SampleSettings
 
-    study = _load(study_dir)
+    study = open_study(study_dir)
     settings = SampleSettings.from_config(
         study.config.analysis, sampler=sampler, draws=draws, tune=tune, chains=chains,
         seed=seed, progress=not quiet)
@@ -109,7 +96,7 @@ Examples:
   hitkit plan --study my-study --contrast architecture=vit:resnet --width 0.4 \\
               --target model-population --assurance 0.9 --simulations 50
 """)
-@STUDY_OPTION
+@study_option
 @click.option("--contrast", required=True,
               help="FACTOR=LEVEL_A:LEVEL_B, the contrast to plan for.")
 @click.option("--width", type=float, required=True,
@@ -134,7 +121,7 @@ def plan(study_dir: Path, contrast: str, width: float, assurance: float, target:
 
     from analysis.planning import PlanError, format_report, plan_precision
 
-    study = _load(study_dir)
+    study = open_study(study_dir)
     bar = tqdm(total=None, desc="simulating designs", unit="design", leave=False,
                file=sys.stderr)
 
@@ -217,7 +204,7 @@ Figures: alignment, alignment-ordered, contrasts, gallery, proxy, quality, ppc.
 Exit status: 0 = written (a figure the study cannot have is skipped with a
 message); 2 = a missing or unreadable input, named in the message.
 """)
-@STUDY_OPTION
+@study_option
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Draw only this figure (repeatable).")
 @READ_LOSS_OPTION
@@ -233,7 +220,7 @@ def figures(study_dir: Path, only: tuple[str, ...], iri_loss: str | None, **kwar
     """
     from analysis.figures import FigureInputError, write_figures
 
-    study = _load(study_dir)
+    study = open_study(study_dir)
     try:
         written = write_figures(study.root, _figure_options(kwargs), only=list(only) or None,
                                 echo=click.echo, iri_loss=iri_loss)
@@ -253,7 +240,7 @@ Examples:
 Exit status: 0 = report.html written; 2 = a missing or unreadable input, named in
 the message (run `hitkit analyze` first).
 """)
-@STUDY_OPTION
+@study_option
 @READ_LOSS_OPTION
 @figure_options
 def report(study_dir: Path, iri_loss: str | None, **kwargs) -> None:
@@ -269,7 +256,7 @@ def report(study_dir: Path, iri_loss: str | None, **kwargs) -> None:
     from analysis.figures import FigureInputError
     from analysis.report import write_report
 
-    study = _load(study_dir)
+    study = open_study(study_dir)
     try:
         write_report(study.root, _figure_options(kwargs), echo=click.echo, iri_loss=iri_loss)
     except (FigureInputError, ValueError) as exc:

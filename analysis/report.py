@@ -32,24 +32,6 @@ TEMPLATE = "report.html.j2"
 PPC_ALPHA = 0.01  # as analysis.checks.PPC_ALPHA (not imported: that pulls in PyMC)
 RHAT_MAX, ESS_MIN, BFMI_MIN = 1.01, 400, 0.3  # as analysis.fit
 
-# As analysis.effects.TARGET_STATEMENT (kept here so the report does not import PyMC).
-TARGET_STATEMENT = {
-    "these-models": (
-        "These factor effects describe the {models} trained models in this study: they "
-        "compare these models, with each model's own deviation held as estimated. They "
-        "leave out the variation between training runs, so they are not a claim about "
-        "every model one could train with a level; for that, set [analysis].target = "
-        "\"model-population\"."
-    ),
-    "model-population": (
-        "These factor effects describe the population of models one could train with "
-        "each factor level: the model-level variance ({sds}) is added back, so intervals "
-        "include the between-model spread and do not shrink below it however many "
-        "participants are added (add models per cell instead)."
-    ),
-}
-
-
 # ------------------------------------------------------------------ sentences
 
 
@@ -293,14 +275,11 @@ def _diagnostics(inputs: StudyInputs) -> dict:
 
 
 def _target(inputs: StudyInputs) -> str:
-    target = inputs.summary.get("target", "these-models")
-    models = int((inputs.alignment["kind"] == "model").sum())
-    sds_frame = inputs.analysis_csv("sds.csv", required=False)
-    components = []
-    if sds_frame is not None:
-        components = [p for p in sds_frame["parameter"].astype(str) if p in ("s_cell", "s_model")]
-    return TARGET_STATEMENT.get(target, TARGET_STATEMENT["these-models"]).format(
-        models=models, sds=", ".join(components) or "none estimable")
+    """What the factor effects describe, as `hitkit analyze` stated it."""
+    return inputs.summary.get(
+        "target_statement",
+        f"Target of inference: {inputs.summary.get('target', 'these-models')} "
+        "(rerun `hitkit analyze` for the full statement).")
 
 
 def _crosscheck(inputs: StudyInputs) -> dict | None:
