@@ -21,7 +21,7 @@ IRI_LOSS_OPTION = click.option(
 
 READ_LOSS_OPTION = click.option(
     "--iri-loss", default=None, metavar="NAME",
-    help="Show the analysis of this IRI loss: read analysis/loss-NAME/ (written by `hitkit "
+    help="Use the analysis of this IRI loss: read analysis/loss-NAME/ (written by `hitkit "
          "analyze --iri-loss NAME`) instead of analysis/ (default: the study's default loss).")
 
 
@@ -108,8 +108,9 @@ Examples:
 @click.option("--simulations", type=click.IntRange(min=5), default=20, show_default=True,
               help="Simulated studies per candidate design.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@READ_LOSS_OPTION
 def plan(study_dir: Path, contrast: str, width: float, assurance: float, target: str | None,
-         simulations: int, seed: int) -> None:
+         simulations: int, seed: int, iri_loss: str | None) -> None:
     """Find the participants, trials and models per cell a contrast's precision needs.
 
     Simulates candidate designs (more participants, more models per cell) from the
@@ -131,7 +132,8 @@ def plan(study_dir: Path, contrast: str, width: float, assurance: float, target:
 
     try:
         report = plan_precision(study, contrast, width, assurance=assurance, reps=simulations,
-                                target=target, seed=seed, progress=progress)
+                                target=target, seed=seed, progress=progress,
+                                iri_loss=iri_loss)
     except PlanError as exc:
         bar.close()
         click.echo(f"error: {exc}", err=True)

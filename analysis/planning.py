@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.data import AnalysisDataError, loss_folder, resolve_iri_loss
 from analysis.model import design_matrix
 from analysis.simulate import Design, Truth, draw_responses
 from hitkit.config import Study
@@ -212,7 +213,7 @@ def plan_precision(study: Study, contrast_text: str, goal: float, *, assurance: 
                    reps: int = 20, target: str | None = None,
                    participant_factors: tuple[int, ...] = (1, 2, 4, 8, 16),
                    model_factors: tuple[int, ...] = (1, 2, 4), seed: int = 0,
-                   progress=None) -> PlanReport:
+                   progress=None, iri_loss: str | None = None) -> PlanReport:
     if goal <= 0:
         raise PlanError("--width must be positive (logits)")
     if not 0 < assurance < 1:
@@ -220,12 +221,18 @@ def plan_precision(study: Study, contrast_text: str, goal: float, *, assurance: 
     config = study.config
     contrast = parse_contrast(contrast_text, config.factor_levels)
     target = target or config.analysis.target
-    posterior = study.root / "analysis" / "posterior.nc"
+    # the SDs of the IRI loss the study will be analysed on (analysis/loss-NAME/ for another)
+    try:
+        loss = resolve_iri_loss(study, iri_loss)
+    except AnalysisDataError as exc:
+        raise PlanError(str(exc)) from None
+    posterior = loss_folder(study.root / "analysis", study, loss) / "posterior.nc"
     if posterior.is_file():
         truth, source = assumptions_from_posterior(posterior, config.analysis.factors)
     else:
         truth, source = DEFAULT_TRUTH, (
-            "default assumptions (no analysis/posterior.nc yet): SDs participant 0.5, image "
+            f"default assumptions (no {posterior.relative_to(study.root)} yet): SDs "
+            "participant 0.5, image "
             "0.7, model 0.3 logits, lapse 0.03")
     base = base_design(study)
     results: list[CandidateResult] = []

@@ -89,7 +89,7 @@ def test_cli_plan_prints_designs_and_costs(study):
     assert "median width" in result.output and "assurance" in result.output
     assert "recommended:" in result.output
     assert "service fee" in result.output  # the study's platform (Prolific) and its fees
-    assert "default assumptions" in result.output
+    assert "default assumptions (no analysis/posterior.nc yet)" in result.output
 
 
 def test_cli_plan_bad_contrast(study):
@@ -97,3 +97,13 @@ def test_cli_plan_bad_contrast(study):
                                        "--width", "0.5"])
     assert result.exit_code == EXIT_INPUT
     assert "has no level 'x'" in result.output
+
+
+def test_cli_plan_reads_the_sds_of_the_named_iri_loss(study):
+    losses = [loss.name for loss in study.config.generation.losses]
+    result = CliRunner().invoke(plan, ["--study", str(study.root), "--contrast",
+                                       "training=adversarial:standard", "--width", "0.8",
+                                       "--simulations", "5", "--iri-loss", "no-such-loss"])
+    assert result.exit_code == EXIT_INPUT
+    assert "'no-such-loss' is not the name of a [[generation.losses]] entry" in result.output
+    assert all(name in result.output for name in losses)
