@@ -14,8 +14,11 @@ from hitkit.plan import check_paths, format_plan, plan_study
 
 EPILOG = """\b
 Examples:
+  hitkit demo                                 every stage on the demo study, on a CPU
   hitkit validate data/examples/demo.toml     check a study file and print its plan
   hitkit validate --study studies/cifar10     the same for a study folder
+  hitkit generate --study studies/cifar10     then design, publish, collect, review, export
+  hitkit analyze --study studies/cifar10      then figures and report
 Every command takes --study DIR (default: the current folder).
 """
 
