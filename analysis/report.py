@@ -236,8 +236,8 @@ def _sampler_health(inputs: StudyInputs) -> dict:
             if "energy" in stats:
                 energy = stats["energy"].transpose("chain", "draw").values
                 out["bfmi"] = [float(np.mean(np.diff(e) ** 2) / np.var(e)) for e in energy]
-    except Exception:  # noqa: BLE001 - a report without these two numbers beats no report
-        pass
+    except (OSError, KeyError, ValueError):  # unreadable or older file: the report says n/a
+        out = {"divergences": None, "bfmi": None}
     return out
 
 

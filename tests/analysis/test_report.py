@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from playwright.sync_api import sync_playwright
 
 from analysis.commands import report as report_command
 from analysis.figures import FIGURES, FigureInputError
@@ -174,11 +175,10 @@ def test_cli_with_figure_options(study_copy):
 @pytest.mark.browser
 def test_renders_offline_in_chromium(report):
     """Every image decodes and the page asks the network for nothing."""
-    playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed")
+        pytest.fail("Chromium is missing: run `make setup` (apt-get install chromium)")
     path, _, _ = report
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])
         try:
