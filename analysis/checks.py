@@ -15,9 +15,7 @@ import xarray as xr
 from analysis.data import AnalysisData
 from analysis.effects import _draws
 from analysis.model import ModelChoices, design_matrix, interaction_name
-
-PPC_ALPHA = 0.01  # two-sided posterior predictive p-value below which a group is flagged
-
+from analysis.thresholds import PPC_ALPHA
 
 # ---------------------------------------------------------------- prediction
 

@@ -20,12 +20,10 @@ import pymc as pm
 import xarray as xr
 
 from analysis.model import ModelChoices
+from analysis.thresholds import BFMI_MIN, ESS_MIN, RHAT_MAX
 from hitkit.config import AnalysisSection
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
-RHAT_MAX = 1.01
-ESS_MIN = 400
-BFMI_MIN = 0.3
 
 
 class SamplerError(RuntimeError):

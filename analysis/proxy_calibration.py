@@ -23,7 +23,6 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from analysis.data import AnalysisData
-from analysis.effects import summarise
 
 PROXY_FILE = "proxy.csv"  # written by `hitkit proxy` (generation.proxy.PROXY_FILE)
 
@@ -105,6 +104,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def calibrate(model_alignment: np.ndarray, data: AnalysisData, proxy: pd.DataFrame
               ) -> ProxyCalibration:
     """model_alignment: (draws, models) posterior chance-corrected alignment."""
+    from analysis.effects import summarise  # here: the figures read proxy.csv without PyMC
     common = [m for m in data.models if m in proxy.index]
     if len(common) < 3:
         raise ProxyError(f"proxy.csv and the responses share {len(common)} model(s); "

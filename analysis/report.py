@@ -25,12 +25,11 @@ from analysis.figures import FIGURES, FigureOptions, StudyInputs, build_figures,
 from analysis.figures.inputs import FigureInputError
 from analysis.figures.quality import exclusions_by_rule, participant_summary
 from analysis.figures.style import png_bytes
+from analysis.thresholds import BFMI_MIN, ESS_MIN, PPC_ALPHA, RHAT_MAX
 from hitkit.files import atomic_write
 
 REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
-PPC_ALPHA = 0.01  # as analysis.checks.PPC_ALPHA (not imported: that pulls in PyMC)
-RHAT_MAX, ESS_MIN, BFMI_MIN = 1.01, 400, 0.3  # as analysis.fit
 
 # ------------------------------------------------------------------ sentences
 
@@ -415,14 +414,6 @@ def _loss(inputs: StudyInputs) -> dict:
             "others": [(name, n) for name, n in (summary.get("other_loss_rows") or {}).items()]}
 
 
-def render_report(study_dir: Path, options: FigureOptions | None = None,
-                  echo: Callable[[str], None] | None = None,
-                  iri_loss: str | None = None) -> str:
-    """The report's HTML text (of the analysis of `iri_loss`; None: the default loss)."""
-    inputs = StudyInputs(Path(study_dir), iri_loss=iri_loss)
-    return _render(inputs, options or FigureOptions(), echo or (lambda _line: None))
-
-
 def _render(inputs: StudyInputs, options: FigureOptions,
             echo: Callable[[str], None]) -> str:
     import jinja2
@@ -483,4 +474,4 @@ def write_report(study_dir: Path, options: FigureOptions | None = None,
 
 
 __all__ = ["FigureInputError", "REPORT_FILE", "effect_sentence", "effect_sentences",
-           "render_report", "report_path", "write_report"]
+           "report_path", "write_report"]

@@ -32,7 +32,7 @@ from analysis.figures.style import (
 Y_LABEL = "Human alignment\n(chance-corrected, 94 % HDI)"
 
 
-def _levels(frame: pd.DataFrame, factor: str, order: list[str] | None) -> list[str]:
+def level_order_of(frame: pd.DataFrame, factor: str, order: list[str] | None) -> list[str]:
     present = list(dict.fromkeys(frame[factor].astype(str)))
     if order is None:
         return present
@@ -72,9 +72,9 @@ def alignment_by_factor(alignment: pd.DataFrame, x_factor: str, group_factor: st
     shape by `marker_factor` (a third factor, e.g. augmentation); `title` (e.g. the IRI
     loss) above."""
     models = _models(alignment, x_factor, group_factor, marker_factor)
-    xs = _levels(models, x_factor, x_order)
-    groups = _levels(models, group_factor, group_order) if group_factor else [None]
-    marks = _levels(models, marker_factor, marker_order) if marker_factor else [None]
+    xs = level_order_of(models, x_factor, x_order)
+    groups = level_order_of(models, group_factor, group_order) if group_factor else [None]
+    marks = level_order_of(models, marker_factor, marker_order) if marker_factor else [None]
     colours = colour_map(groups) if group_factor else {None: OKABE_ITO["blue"]}
     shapes = marker_map(marks)
 
@@ -181,7 +181,7 @@ def alignment_along(alignment: pd.DataFrame, factor: str, *, order: list[str] | 
     level_rows = alignment[(alignment["kind"] == "level")
                            & (alignment["name"].astype(str).str.startswith(f"{factor}="))]
     by_level = {str(r["name"]).split("=", 1)[1]: r for _, r in level_rows.iterrows()}
-    colour_levels = _levels(models, colour_factor, None) if colour_factor else []
+    colour_levels = level_order_of(models, colour_factor, None) if colour_factor else []
     colours = colour_map(colour_levels)
 
     with paper_style():

@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from analysis.figures.alignment import level_order_of
 from analysis.figures.inputs import FigureSkipped
 from analysis.figures.style import GREY, OKABE_ITO, SINGLE, colour_map, new_figure, paper_style
 from analysis.proxy_calibration import pearson, ranks
@@ -59,11 +60,9 @@ def proxy_vs_human(alignment: pd.DataFrame, proxy: pd.DataFrame,
     y = models["alignment_mean"].to_numpy(float)
     if np.ptp(x) == 0:
         raise FigureSkipped("the proxy gives every model the same value; nothing to compare")
-    levels = (list(dict.fromkeys(models[colour_factor].astype(str)))
+    # the study's level order, so a level keeps its colour across figures
+    levels = (level_order_of(models, colour_factor, level_order)
               if colour_factor and colour_factor in models.columns else [])
-    if level_order:  # the study's order, so a level keeps its colour across figures
-        levels = [lv for lv in level_order if lv in levels] + \
-            [lv for lv in levels if lv not in level_order]
     colours = colour_map(levels)
     with paper_style():
         fig = new_figure(width, 2.7)
@@ -74,10 +73,11 @@ def proxy_vs_human(alignment: pd.DataFrame, proxy: pd.DataFrame,
                                           [row.alignment_hdi_high - y[i]]],
                         fmt="o", color=colour, ms=3.5, elinewidth=0.8, mec="white", mew=0.4,
                         gid=f"model:{row.name}")
-        slope, intercept = np.polyfit(x, y, 1)
         if calibration is not None and {"slope", "intercept"} <= set(calibration["statistic"]):
             s = calibration.set_index("statistic")["mean"]
             slope, intercept = float(s["slope"]), float(s["intercept"])
+        else:
+            slope, intercept = np.polyfit(x, y, 1)
         grid = np.linspace(x.min(), x.max(), 50)
         ax.plot(grid, intercept + slope * grid, color=GREY, lw=0.9, ls="--", zorder=0,
                 gid="calibration", label="least-squares line")
