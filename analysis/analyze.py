@@ -156,7 +156,8 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
         "include_excluded": include_excluded, "sampler": settings.sampler,
         "draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
         "seed": settings.seed, "wall_s": round(wall, 1), "gate_passed": gate.passed,
-        "gate_problems": gate.problems, "parameterisation": choices.parameterisation,
+        "gate_problems": gate.problems, "divergences": gate.divergences, "bfmi": gate.bfmi,
+        "parameterisation": choices.parameterisation,
         "model_effect": choices.model_effect, "lapse": choices.lapse,
         "interactions": [list(t) for t in choices.interactions],
     }

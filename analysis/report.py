@@ -219,31 +219,9 @@ def _quality(inputs: StudyInputs) -> dict:
     }
 
 
-def _sampler_health(inputs: StudyInputs) -> dict:
-    """Divergences and BFMI per chain from posterior.nc (None where unreadable)."""
-    path = inputs.analysis_dir / "posterior.nc"
-    out: dict = {"divergences": None, "bfmi": None}
-    if not path.is_file():
-        return out
-    try:
-        import xarray as xr
-
-        with xr.open_datatree(path) as tree:
-            stats = tree["sample_stats"].to_dataset()
-            if "diverging" in stats:
-                out["divergences"] = int(stats["diverging"].sum())
-            if "energy" in stats:
-                energy = stats["energy"].transpose("chain", "draw").values
-                out["bfmi"] = [float(np.mean(np.diff(e) ** 2) / np.var(e)) for e in energy]
-    except (OSError, KeyError, ValueError):  # unreadable or older file: the report says n/a
-        out = {"divergences": None, "bfmi": None}
-    return out
-
-
 def _diagnostics(inputs: StudyInputs) -> dict:
     summary = inputs.summary
     diag = inputs.analysis_csv("diagnostics.csv", required=False)
-    health = _sampler_health(inputs)
     out = {
         "passed": bool(summary.get("gate_passed")),
         "problems": list(summary.get("gate_problems") or []),
@@ -254,8 +232,8 @@ def _diagnostics(inputs: StudyInputs) -> dict:
                                       (summary.get("parameterisation") or {}).items()),
         "lapse": summary.get("lapse"),
         "model_effect": summary.get("model_effect"),
-        "divergences": health["divergences"],
-        "bfmi": health["bfmi"],
+        "divergences": summary.get("divergences"),  # as the gate measured them
+        "bfmi": summary.get("bfmi"),
         "thresholds": {"rhat": RHAT_MAX, "ess": ESS_MIN, "bfmi": BFMI_MIN},
     }
     if diag is not None and len(diag):

@@ -165,11 +165,10 @@ class StudyInputs:
 
     def missing(self, path: Path) -> FigureInputError:
         """The error for a missing analysis output: what to run (or why the gate stopped it)."""
-        summary = self.analysis_dir / "summary.json"
-        if summary.is_file():
+        if (self.analysis_dir / "summary.json").is_file():
             try:
-                passed = json.loads(summary.read_text(encoding="utf-8")).get("gate_passed", True)
-            except (OSError, ValueError):
+                passed = self.summary.get("gate_passed", True)
+            except FigureInputError:  # unreadable: say what to run
                 passed = True
             if not passed:
                 return FigureInputError(
