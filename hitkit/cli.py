@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from hitkit import __version__
-from hitkit.config import ConfigError, find_study_file, load_study
+from hitkit.command_options import EXIT_BAD_INPUT, open_study
+from hitkit.config import find_study_file
 from hitkit.plan import check_paths, format_plan, plan_study
 
 EPILOG = """\b
@@ -33,8 +34,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("hitkit.survey_commands", "serve", "Serve the participant web app and its API (Starlette under uvicorn)."),
     "publish": ("hitkit.survey_commands", "publish", "Open the study to participants: a batch in the ledger and its links."),
     "collect": ("hitkit.survey_commands", "collect", "Collect submissions from the platform into the ledger and report progress."),
-    "status": ("hitkit.survey_commands", "status", "Show HITs and assignments by state."),
-    "simulate": ("hitkit.survey_commands", "simulate", "Take the survey with simulated participants over the same HTTP API."),
+    "status": ("hitkit.survey_commands", "status", "Show HITs and assignments by state (and the platform's view of its open batch)."),
+    "simulate": ("hitkit.survey_commands", "simulate", "Take the survey with simulated participants, over the same HTTP API as a browser."),
     "review": ("hitkit.survey_commands", "review", "Score every submitted assignment by the [quality] rules; recommend what to do."),
     "export": ("hitkit.survey_commands", "export", "Write responses.parquet: one row per response, pseudonymised, with factors."),
     "analyze": ("analysis.commands", "analyze", "Fit the hierarchical model of human alignment to responses.parquet."),
@@ -42,9 +43,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "figures": ("analysis.commands", "figures", "Draw the paper's figures from the stored analysis, as PDF and PNG in figures/."),
     "report": ("analysis.commands", "report", "Write report.html: the study's results on one self-contained page."),
     "pay": ("hitkit.platforms.commands", "pay", "Approve, reject and pay bonuses as `hitkit review` decided; exactly once."),
-    "import-mturk": ("hitkit.platforms.commands", "import_mturk", "Import MTurk results (batch-results CSV or assignment XML) into the ledger."),
+    "import-mturk": ("hitkit.platforms.commands", "import_mturk", "Import MTurk results (web batch-results CSV or API assignment XML) into the ledger."),
     "expire": ("hitkit.platforms.commands", "expire", "Stop recruiting: stop the Prolific study, expire the MTurk HITs, close the batch."),
-    "demo": ("hitkit.demo", "demo", "Run every stage on the demo study (train, generate, survey, analyse, report); resumable."),
+    "demo": ("hitkit.demo", "demo", "Run every stage of a study on the demo study, on a laptop CPU in minutes."),
 }
 
 
@@ -114,18 +115,14 @@ def validate(file: Path | None, study_dir: Path | None, config_only: bool) -> No
     if file is not None and study_dir is not None:
         raise click.UsageError("give either FILE or --study DIR, not both")
     target = file if file is not None else study_dir
-    try:
-        study = load_study(target)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    study = open_study(target)
     errors, notes = ([], []) if config_only else check_paths(study)
     click.echo(format_plan(study, plan_study(study.config), notes))
     if errors:
         click.echo("", err=True)
         for error in errors:
             click.echo(f"{study.path}: {error}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     click.echo(f"\n{find_study_file(target)}: valid")
 
 

@@ -23,6 +23,7 @@ study_option = click.option(
 
 
 def open_study(study_dir: Path) -> Study:
+    """The study in a folder (or a study.toml file); a bad one prints its errors, exits 2."""
     try:
         return load_study(study_dir)
     except ConfigError as exc:

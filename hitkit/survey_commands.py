@@ -223,7 +223,7 @@ Examples:
 @click.option("--production", is_flag=True, help="mturk: the production endpoint.")
 def collect(study_dir: Path, platform: str | None, endpoint_url: str | None,
             production: bool) -> None:
-    """Collect submitted work (local: read the ledger) and report progress.
+    """Collect submissions from the platform into the ledger and report progress.
 
     prolific/mturk: fetch the platform's submissions, match them to the
     assignments in the ledger (MTurk: store the answers) and report what awaits
