@@ -11,6 +11,8 @@ sigmoid already keeps the image in [0, 1].
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 # Lucid's colour_correlation_svd_sqrt, normalised by its largest column norm
@@ -28,12 +30,19 @@ def frequency_scale(height: int, width: int, device: torch.device | str = "cpu")
     return 1.0 / freqs.clamp_min(1.0 / max(height, width))
 
 
+@functools.lru_cache(maxsize=32)
+def _basis(height: int, width: int, device: torch.device,
+           dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frequency scale and colour matrix on `device`, made once: to_image runs every
+    optimisation step, and copying COLOR from the host there would sync with the GPU."""
+    return frequency_scale(height, width, device).to(dtype), COLOR.to(device, dtype)
+
+
 def to_image(spectrum: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(N, 3, H, W//2+1, 2) real spectrum -> (N, 3, H, W) image in (0, 1)."""
-    scale = frequency_scale(height, width, spectrum.device).to(spectrum.dtype)
+    scale, color = _basis(height, width, spectrum.device, spectrum.dtype)
     spatial = torch.fft.irfft2(torch.view_as_complex(spectrum.contiguous()) * scale,
                                s=(height, width), norm="ortho") / MAGIC
-    color = COLOR.to(spatial.device, spatial.dtype)
     mixed = torch.einsum("nchw,dc->ndhw", spatial, color)
     return torch.sigmoid(mixed)
 

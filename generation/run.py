@@ -205,13 +205,11 @@ def train_missing(study: Study, log: Callable[[str], None], workers: int = 1,
     """
     todo: list[tuple[ModelSpec, Path]] = []
     for i, model in enumerate(study.config.models):
-        path = study.resolve(model.checkpoint) if model.checkpoint else None
-        if path is not None and path.is_file():
+        path = checkpoint_path(study, model)
+        if path.is_file():
             continue
         if model.train is None:
             raise GenerationError(f"models[{i}].checkpoint: {path} does not exist")
-        if path is None:
-            path = study.root / "models" / f"{model.name}.pt"
         todo.append((model, path))
     reports: list[TrainReport] = []
 
@@ -301,7 +299,7 @@ def _row_file(study: Study, batch: Batch) -> Path:
 
 
 def _make_batch(study: Study, batch: Batch, net, layer: str, images: _Images, device,
-                distance, metric: str, settings_for, chash: str, vers: str,
+                distance, metric: str, adv_distance, settings_for, chash: str, vers: str,
                 dev_label: str) -> pa.Table:
     config = study.config
     model = config.models[batch.model]
@@ -311,9 +309,6 @@ def _make_batch(study: Study, batch: Batch, net, layer: str, images: _Images, de
     seed_int = int(_digest([config.study.seed, batch.key], 8), 16)
     settings = settings_for(seed_int, f"{model.name} · {loss.name}")
     start = time.perf_counter()
-    adv_distance = None
-    if isinstance(loss, AdversarialLoss):
-        adv_distance, _ = perceptual_distance(loss.metric, loss.fallback_metric)
     result = invert(net, targets, seeds, loss, settings, adv_distance)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -387,6 +382,10 @@ def run_generation(study: Study, device_name: str | None = None, progress: bool 
         distance, metric = perceptual_distance(config.generation.distance_metric,
                                                None if fallback == "none" else fallback)
         summary.distance_metric = metric
+        # the adversarial losses' distances, looked up once (a fallback warns once, not per batch)
+        adversarial = {i: perceptual_distance(loss.metric, loss.fallback_metric)[0]
+                       for i, loss in enumerate(config.generation.losses)
+                       if isinstance(loss, AdversarialLoss)}
         chash, vers, dev_label = config_hash(config), versions(), device_label(device)
 
         sizes = sorted({target_size(config, m) for m in config.models})
@@ -415,7 +414,8 @@ def run_generation(study: Study, device_name: str | None = None, progress: bool 
 
             for batch in model_batches:
                 table = _make_batch(study, batch, net, built.layer, images[size], device,
-                                    distance, metric, settings_for, chash, vers, dev_label)
+                                    distance, metric, adversarial.get(batch.loss), settings_for,
+                                    chash, vers, dev_label)
                 write_table(table, _row_file(study, batch))
                 summary.made += 1
                 if after_batch is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation.images import ImageError, fit, image_files, read_image
+from generation.images import IMAGE_SUFFIXES, ImageError, fit, image_files, read_image
 from generation.shapes import SHAPE_CLASSES, shape_image
 from hitkit.config import TargetsSection
 
@@ -77,7 +77,7 @@ def _folder(section: TargetsSection, size: int, root: Path | None) -> list[Targe
     files = image_files(folder)
     if not files:
         raise TargetError(f"targets.path: {folder} holds no image files "
-                          f"(looked for {', '.join(sorted({'.png', '.jpg', '.jpeg', '.bmp', '.webp'}))})")
+                          f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return _files(files, folder, section, size,
                   lambda p: "" if p.parent == folder else p.parent.name, f"targets.path {folder}")
 
