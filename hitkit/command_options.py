@@ -36,3 +36,40 @@ def open_ledger(study: Study) -> Ledger:
         return Ledger.for_study(study.root)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# ------------------------------------------------------------ platform commands
+
+platform_option = click.option(
+    "--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
+    help="Where participants come from (default: [platform].kind).")
+production_option = click.option(
+    "--production", is_flag=True, help="mturk: the production endpoint (real money).")
+endpoint_option = click.option(
+    "--endpoint-url", default=None,
+    help="mturk: an MTurk-compatible endpoint; prolific: the API base URL (testing).")
+
+
+def platform_options(platform: str, production: bool = False, yes: bool = False,
+                     endpoint_url: str | None = None, force: bool = False,
+                     image_base_url: str | None = None) -> dict:
+    """open_platform() options from command-line flags, only those the platform takes."""
+    if platform == "mturk":
+        return {"production": production, "yes": yes, "endpoint_url": endpoint_url,
+                "image_base_url": image_base_url,
+                "confirm": lambda q: click.confirm(q, default=False)}
+    if platform == "prolific":
+        return {"force": force, **({"api_url": endpoint_url} if endpoint_url else {})}
+    return {}
+
+
+def platform_call(kind: str, step, *args, hint: str = "", **kwargs):
+    """Run a hitkit.platforms step; its PlatformError becomes a clean command-line error
+    (with `hint`, e.g. that re-running is safe)."""
+    from hitkit.platforms import PlatformError
+
+    try:
+        return step(*args, **kwargs)
+    except PlatformError as exc:
+        # messages name hitkit's IDs, never a participant's (see hitkit.platforms.base)
+        raise click.ClickException(f"{kind}: {exc}{hint}") from None

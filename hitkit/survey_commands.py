@@ -8,7 +8,16 @@ from pathlib import Path
 import click
 
 from generation.manifest_schema import MANIFEST
-from hitkit.command_options import open_ledger, open_study, study_option
+from hitkit.command_options import (
+    endpoint_option,
+    open_ledger,
+    open_study,
+    platform_call,
+    platform_option,
+    platform_options,
+    production_option,
+    study_option,
+)
 from hitkit.config import Study
 from hitkit.design import DesignError, make_design
 from hitkit.hits import HitError, store_design
@@ -121,22 +130,6 @@ def serve(study_dir: Path, host: str, port: int) -> None:
 # ----------------------------------------------------------------- publish
 
 
-endpoint_option = click.option(
-    "--endpoint-url", default=None,
-    help="mturk: an MTurk-compatible endpoint; prolific: the API base URL (testing).")
-
-
-def platform_call(kind: str, step, *args, **kwargs):
-    """Run a hitkit.platforms step; its PlatformError becomes a clean command-line error."""
-    from hitkit.platforms import PlatformError
-
-    try:
-        return step(*args, **kwargs)
-    except PlatformError as exc:
-        # messages name hitkit's IDs, never a participant's (see hitkit.platforms.base)
-        raise click.ClickException(f"{kind}: {exc}") from None
-
-
 @click.command(epilog="""\b
 Examples:
   hitkit publish --study my-study --platform local            one link per planned participant
@@ -146,15 +139,14 @@ Examples:
   hitkit publish --study my-study --platform mturk --production --yes
 """)
 @study_option
-@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
-              help="Where participants come from (default: [platform].kind).")
+@platform_option
 @click.option("--open-link", is_flag=True, help="local: one shared link instead of one per participant.")
 @click.option("--cap", type=click.IntRange(1), default=None,
               help="local: links to make, or the open link's number of uses (default: the plan's places).")
 @click.option("--new", is_flag=True, help="Make a new batch even if one is open.")
 @click.option("--force", is_flag=True,
               help="prolific: publish even if the reward is below [platform.prolific].minimum_hourly.")
-@click.option("--production", is_flag=True, help="mturk: the production endpoint (real money).")
+@production_option
 @click.option("--yes", is_flag=True, help="mturk: do not ask before publishing to production.")
 @endpoint_option
 @click.option("--image-base-url", default=None,
@@ -192,7 +184,6 @@ def publish(study_dir: Path, platform: str | None, open_link: bool, cap: int | N
 def publish_remote(study: Study, platform: str, new: bool, force: bool, production: bool,
                    yes: bool, endpoint_url: str | None, image_base_url: str | None) -> None:
     import hitkit.platforms as platforms
-    from hitkit.platforms.commands import platform_options
 
     options = platform_options(platform, production, yes, endpoint_url, force, image_base_url)
     with open_ledger(study) as ledger:
@@ -217,10 +208,9 @@ Examples:
   hitkit collect --study my-study --platform mturk --endpoint-url http://127.0.0.1:5000
 """)
 @study_option
-@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
-              help="Default: [platform].kind.")
+@platform_option
 @endpoint_option
-@click.option("--production", is_flag=True, help="mturk: the production endpoint.")
+@production_option
 def collect(study_dir: Path, platform: str | None, endpoint_url: str | None,
             production: bool) -> None:
     """Collect submissions from the platform into the ledger and report progress.
@@ -250,7 +240,6 @@ def collect(study_dir: Path, platform: str | None, endpoint_url: str | None,
 
 def collect_remote(study: Study, platform: str, endpoint_url: str | None, production: bool) -> None:
     import hitkit.platforms as platforms
-    from hitkit.platforms.commands import platform_options
 
     # collecting spends nothing: production needs no confirmation here
     options = platform_options(platform, production, True, endpoint_url)
@@ -276,7 +265,7 @@ Examples:
 @click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
               help="Also ask this platform about its open batch (default: [platform].kind).")
 @endpoint_option
-@click.option("--production", is_flag=True, help="mturk: the production endpoint.")
+@production_option
 def status(study_dir: Path, per_hit: bool, platform: str | None, endpoint_url: str | None,
            production: bool) -> None:
     """Show HITs and assignments by state (and the platform's view of its open batch).
@@ -319,7 +308,6 @@ def remote_status(study: Study, ledger: Ledger, platform: str, endpoint_url: str
         return None
     import hitkit.platforms as platforms
     from hitkit.platforms import records
-    from hitkit.platforms.commands import platform_options
 
     try:
         if records.open_batch(ledger, platform) is None:

@@ -9,21 +9,17 @@ from pathlib import Path
 
 import click
 
-from hitkit.command_options import open_ledger, open_study, study_option
+from hitkit.command_options import (
+    endpoint_option,
+    open_ledger,
+    open_study,
+    platform_call,
+    platform_option,
+    platform_options,
+    production_option,
+    study_option,
+)
 from hitkit.platforms.base import Bonus, PlatformError
-
-
-def platform_options(platform: str, production: bool = False, yes: bool = False,
-                     endpoint_url: str | None = None, force: bool = False,
-                     image_base_url: str | None = None) -> dict:
-    """open_platform() options from command-line flags, only those the platform takes."""
-    if platform == "mturk":
-        return {"production": production, "yes": yes, "endpoint_url": endpoint_url,
-                "image_base_url": image_base_url,
-                "confirm": lambda q: click.confirm(q, default=False)}
-    if platform == "prolific":
-        return {"force": force, **({"api_url": endpoint_url} if endpoint_url else {})}
-    return {}
 
 
 def read_bonus_csv(path: Path) -> list[Bonus]:
@@ -53,8 +49,7 @@ Examples:
   hitkit pay --study my-study --platform mturk --production --yes
 """)
 @study_option
-@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
-              help="Default: [platform].kind.")
+@platform_option
 @click.option("--bonus", "bonus_amount", type=str, default=None,
               help="Pay this bonus (in the study currency) to every approved assignment.")
 @click.option("--bonus-reason", default=None, help="Shown to participants; required with --bonus.")
@@ -62,9 +57,8 @@ Examples:
               default=None, help="CSV with assignment_id, amount, reason.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before paying.")
 @click.option("--dry-run", is_flag=True, help="Show what would be approved, rejected and paid.")
-@click.option("--production", is_flag=True, help="MTurk: the production endpoint (real money).")
-@click.option("--endpoint-url", default=None,
-              help="MTurk-compatible endpoint, or Prolific API base URL (testing).")
+@production_option
+@endpoint_option
 def pay(study_dir: Path, platform: str | None, bonus_amount: str | None, bonus_reason: str | None,
         bonus_csv: Path | None, yes: bool, dry_run: bool, production: bool,
         endpoint_url: str | None) -> None:
@@ -179,12 +173,10 @@ Examples:
   hitkit expire --study my-study --platform mturk             expire the batch's HITs
 """)
 @study_option
-@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
-              help="Default: [platform].kind.")
+@platform_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--production", is_flag=True, help="MTurk: the production endpoint.")
-@click.option("--endpoint-url", default=None,
-              help="MTurk-compatible endpoint, or Prolific API base URL (testing).")
+@production_option
+@endpoint_option
 def expire(study_dir: Path, platform: str | None, yes: bool, production: bool,
            endpoint_url: str | None) -> None:
     """Stop recruiting: stop the Prolific study, expire the MTurk HITs, close the batch.
@@ -199,11 +191,9 @@ def expire(study_dir: Path, platform: str | None, yes: bool, production: bool,
     if not yes and not click.confirm(f"Stop recruiting on {kind}?", default=False):
         raise click.ClickException("not confirmed; nothing sent")
     with open_ledger(study) as ledger:
-        try:
-            stopped = run(study, kind, ledger=ledger,
-                          **platform_options(kind, production, True, endpoint_url))
-        except PlatformError as exc:
-            raise click.ClickException(f"{kind}: {exc} (re-run `hitkit expire` to continue safely)") from None
+        stopped = platform_call(kind, run, study, kind, ledger=ledger,
+                                hint=" (re-run `hitkit expire` to continue safely)",
+                                **platform_options(kind, production, True, endpoint_url))
     click.echo(f"{kind}: batch closed; stopped {len(stopped)}: " + (", ".join(stopped) or "nothing"))
 
 
