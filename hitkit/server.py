@@ -79,7 +79,6 @@ class SurveyApp:
         self._trials: dict[str, list[Trial]] = {}
         # image lookups by position, cached: an assignment's HIT and a HIT's trials never change
         self._hit_of: dict[str, str] = {}
-        self._mturk_hits: dict[str, str] = {}  # MTurk HITId -> hitkit HIT (never changes)
         self._shown: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         self.templates = Environment(
@@ -106,13 +105,7 @@ class SurveyApp:
         MTurk itself hands out (a hitId hitkit did not publish gets the least-filled HIT)."""
         from hitkit.platforms.mturk import hitkit_hit_for
 
-        with self._lock:
-            hit_id = self._mturk_hits.get(arrival.platform_hit_id)
-        if hit_id is None:
-            hit_id = hitkit_hit_for(self.ledger, arrival.platform_hit_id)
-            if hit_id is not None:  # an unknown hitId may become known: not cached
-                with self._lock:
-                    self._mturk_hits[arrival.platform_hit_id] = hit_id
+        hit_id = hitkit_hit_for(self.ledger, arrival.platform_hit_id)
         return replace(arrival, hit_id=hit_id) if hit_id else arrival
 
     def trials(self, hit_id: str) -> list[Trial]:

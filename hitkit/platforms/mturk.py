@@ -554,13 +554,10 @@ class MTurkPlatform:
 
 def hitkit_hit_for(ledger: Ledger, mturk_hit_id: str) -> str | None:
     """The hitkit HIT behind an MTurk HITId (for an ExternalQuestion arrival's hitId)."""
-    import json
-
-    for row in ledger.query("SELECT subject, response FROM actions WHERE platform = 'mturk' AND"
-                            " kind = 'create_hit' AND state = 'done'"):
-        if json.loads(row["response"]).get("HITId") == mturk_hit_id:
-            return row["subject"]
-    return None
+    row = ledger.query_one("SELECT subject FROM actions WHERE platform = 'mturk' AND"
+                           " kind = 'create_hit' AND state = 'done'"
+                           " AND json_extract(response, '$.HITId') = ?", (mturk_hit_id,))
+    return row["subject"] if row is not None else None
 
 
 def image_name(secret: bytes, image_id: str, suffix: str) -> str:
