@@ -31,12 +31,12 @@ from analysis.fit import (
 )
 from analysis.model import ModelChoices, build_model, describe
 from analysis.proxy_calibration import (
-    PROXY_FILE,
     ProxyCalibration,
     ProxyError,
     calibrate,
     read_proxy,
 )
+from generation.proxy import PROXY_FILE
 from hitkit.config import Study
 from hitkit.files import atomic_write
 

@@ -18,10 +18,9 @@ import pandas as pd
 import pyarrow as pa
 
 from hitkit.config import Study
-from hitkit.responses_schema import RESPONSES
+from hitkit.responses_schema import RESPONSES, RESPONSES_FILE
 from hitkit.tables import TableError, read_table
 
-RESPONSES_FILE = "responses.parquet"
 MODEL_KINDS = ("main", "repeat")
 
 

@@ -24,8 +24,6 @@ from scipy.stats import rankdata
 
 from analysis.data import AnalysisData
 
-PROXY_FILE = "proxy.csv"  # written by `hitkit proxy` (generation.proxy.PROXY_FILE)
-
 
 class ProxyError(ValueError):
     """A proxy.csv that cannot be related to the analysed models."""

@@ -26,7 +26,9 @@ from analysis.figures.inputs import FigureInputError
 from analysis.figures.quality import exclusions_by_rule, participant_summary
 from analysis.figures.style import png_bytes
 from analysis.thresholds import BFMI_MIN, ESS_MIN, PPC_ALPHA, RHAT_MAX
+from generation.proxy import PROXY_FILE
 from hitkit.files import atomic_write
+from hitkit.trials_schema import TRIALS_FILE
 
 REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
@@ -158,7 +160,7 @@ def _study_summary(inputs: StudyInputs) -> dict:
                                  else "")
     tasks_seen = sorted(set(responses["task"]))
     hits_designed = None
-    trials = inputs.root / "trials.parquet"
+    trials = inputs.root / TRIALS_FILE
     if trials.is_file():
         import pyarrow.parquet as pq
 
@@ -302,7 +304,7 @@ def _ppc(inputs: StudyInputs) -> list[dict]:
 def _proxy(inputs: StudyInputs) -> dict | None:
     summary = inputs.proxy_summary
     if summary is None:
-        has_proxy = (inputs.root / "proxy.csv").is_file()
+        has_proxy = (inputs.root / PROXY_FILE).is_file()
         skipped = inputs.summary.get("proxy_calibration_skipped")
         if has_proxy and skipped:
             return {"missing": f"not calibrated: {skipped}"}

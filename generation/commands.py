@@ -73,7 +73,7 @@ def proxy(study_dir: Path, resamples: int, level: float) -> None:
     a bootstrap interval over targets, the mean per factor level, and whether
     adversarially trained models come out more aligned (the paper's direction).
     """
-    from generation.manifest_schema import MANIFEST
+    from generation.manifest_schema import MANIFEST, MANIFEST_FILE
     from generation.proxy import (
         PROXY_FILE,
         factor_means,
@@ -81,7 +81,6 @@ def proxy(study_dir: Path, resamples: int, level: float) -> None:
         proxy_alignment,
         write_proxy,
     )
-    from generation.run import MANIFEST_FILE
 
     study = open_study(study_dir)
     factors = study.config.analysis.factors

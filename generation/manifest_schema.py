@@ -38,3 +38,5 @@ MANIFEST = TableSchema(
         Column("created_at", pa.timestamp("us", tz="UTC"), "when the row was written (UTC)"),
     ),
 )
+
+MANIFEST_FILE = "manifest.parquet"  # the table's file name in a study folder

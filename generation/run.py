@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import torch
 
 from generation.images import png_bytes, to_pixels
-from generation.manifest_schema import MANIFEST
+from generation.manifest_schema import MANIFEST, MANIFEST_FILE
 from generation.network import build_network
 from generation.optimize import invert, resolve_settings
 from generation.perceptual import perceptual_distance
@@ -38,7 +38,6 @@ from generation.train import TrainReport, train_demo_model
 from hitkit.config import AdversarialLoss, ModelSpec, Study, StudyConfig
 from hitkit.tables import write_table
 
-MANIFEST_FILE = "manifest.parquet"
 STATE_DIR = ".generation"
 
 

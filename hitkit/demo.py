@@ -37,7 +37,11 @@ from pathlib import Path
 
 import click
 
+from generation.manifest_schema import MANIFEST_FILE
+from generation.proxy import PROXY_FILE
 from hitkit.files import atomic_write
+from hitkit.responses_schema import RESPONSES_FILE
+from hitkit.trials_schema import TRIALS_FILE
 
 # shipped inside the package so an installed hitkit finds it; data/examples links here
 DEMO_CONFIG = Path(__file__).resolve().parent / "examples" / "demo.toml"
@@ -280,7 +284,7 @@ def generate_stage(demo: Demo) -> list[Path]:
     from generation.commands import generate
 
     invoke(generate, "--study", demo.root)
-    return [demo.root / "manifest.parquet"]
+    return [demo.root / MANIFEST_FILE]
 
 
 def generate_check(demo: Demo) -> bool:
@@ -288,7 +292,7 @@ def generate_check(demo: Demo) -> bool:
 
     from hitkit.plan import plan_study
 
-    manifest = demo.root / "manifest.parquet"
+    manifest = demo.root / MANIFEST_FILE
     if not manifest.is_file():
         return False
     table = pq.read_table(manifest, columns=["uri"])
@@ -302,11 +306,11 @@ def proxy_stage(demo: Demo) -> list[Path]:
     from generation.commands import proxy
 
     invoke(proxy, "--study", demo.root)
-    return [demo.root / "proxy.csv"]
+    return [demo.root / PROXY_FILE]
 
 
 def proxy_check(demo: Demo) -> bool:
-    path, manifest = demo.root / "proxy.csv", demo.root / "manifest.parquet"
+    path, manifest = demo.root / PROXY_FILE, demo.root / MANIFEST_FILE
     if not path.is_file() or path.stat().st_mtime < manifest.stat().st_mtime:
         return False
     config = demo.study.config
@@ -318,7 +322,7 @@ def design_stage(demo: Demo) -> list[Path]:
     from hitkit.survey_commands import design
 
     invoke(design, "--study", demo.root)
-    return [demo.root / "trials.parquet", demo.root / "ledger.sqlite"]
+    return [demo.root / TRIALS_FILE, demo.root / "ledger.sqlite"]
 
 
 def design_check(demo: Demo) -> bool:
@@ -329,7 +333,7 @@ def design_check(demo: Demo) -> bool:
     design = active_design_id(demo.ledger)
     if design is None:
         return False
-    hits = set(pq.read_table(demo.root / "trials.parquet", columns=["hit_id"])
+    hits = set(pq.read_table(demo.root / TRIALS_FILE, columns=["hit_id"])
                .column("hit_id").to_pylist())
     open_hits = {r["hit_id"] for r in demo.ledger.query(
         "SELECT hit_id FROM hits WHERE design_id = ? AND state = 'open'", (design,))}
@@ -437,7 +441,7 @@ def export_stage(demo: Demo) -> list[Path]:
     from hitkit.survey_commands import export
 
     invoke(export, "--study", demo.root)
-    return [demo.root / "responses.parquet"]
+    return [demo.root / RESPONSES_FILE]
 
 
 def export_check(demo: Demo) -> bool:
@@ -446,7 +450,7 @@ def export_check(demo: Demo) -> bool:
     stored = demo.ledger.query_one(
         "SELECT COUNT(*) AS n FROM responses r JOIN assignments a USING (assignment_id)"
         " WHERE a.state != 'started'")["n"]
-    return pq.read_metadata(demo.root / "responses.parquet").num_rows >= stored > 0
+    return pq.read_metadata(demo.root / RESPONSES_FILE).num_rows >= stored > 0
 
 
 def analyze_stage(demo: Demo) -> list[Path]:

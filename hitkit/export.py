@@ -17,16 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from generation.manifest_schema import MANIFEST
+from generation.manifest_schema import MANIFEST, MANIFEST_FILE
 from hitkit.config import Study
 from hitkit.ledger import Ledger
 from hitkit.pseudonym import load_or_create_secret, pseudonym
 from hitkit.quality import answered_by_assignment, assess
-from hitkit.responses_schema import RESPONSES
+from hitkit.responses_schema import RESPONSES, RESPONSES_FILE
 from hitkit.tables import read_table, write_table
-
-RESPONSES_FILE = "responses.parquet"
-MANIFEST_FILE = "manifest.parquet"
 
 
 def response_rows(study: Study, ledger: Ledger, manifest: pa.Table) -> list[dict[str, Any]]:

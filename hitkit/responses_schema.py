@@ -36,3 +36,5 @@ RESPONSES = TableSchema(
         Column("submitted_at", pa.timestamp("us", tz="UTC"), "when the assignment was submitted (UTC)"),
     ),
 )
+
+RESPONSES_FILE = "responses.parquet"  # the table's file name in a study folder

@@ -34,7 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from generation.manifest_schema import MANIFEST
+from generation.manifest_schema import MANIFEST, MANIFEST_FILE
 from hitkit.assignments import (
     Arrival,
     Assignment,
@@ -52,7 +52,6 @@ from hitkit.submission import MAX_BODY_BYTES, SubmissionError, decode_body, pars
 from hitkit.tables import read_table
 
 HERE = Path(__file__).parent
-MANIFEST_FILE = "manifest.parquet"
 PLATFORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 SLOT = re.compile(r"^([qo])(\d{1,2})$")

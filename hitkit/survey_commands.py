@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from generation.manifest_schema import MANIFEST
+from generation.manifest_schema import MANIFEST, MANIFEST_FILE
 from hitkit.command_options import (
     endpoint_option,
     open_ledger,
@@ -23,9 +23,7 @@ from hitkit.design import DesignError, make_design
 from hitkit.hits import HitError, store_design
 from hitkit.ledger import Ledger, LedgerError
 from hitkit.tables import TableError, read_table, write_table
-
-TRIALS_FILE = "trials.parquet"
-MANIFEST_FILE = "manifest.parquet"
+from hitkit.trials_schema import TRIALS_FILE
 
 # ------------------------------------------------------------------ design
 

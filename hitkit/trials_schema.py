@@ -27,3 +27,5 @@ TRIALS = TableSchema(
         Column("loss", pa.string(), "loss of the IRI(s); empty for catch trials", nullable=True),
     ),
 )
+
+TRIALS_FILE = "trials.parquet"  # the table's file name in a study folder

@@ -19,13 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.data import loss_folder, resolve_iri_loss
-from analysis.proxy_calibration import PROXY_FILE, ProxyError, read_proxy
+from analysis.proxy_calibration import ProxyError, read_proxy
+from generation.manifest_schema import MANIFEST_FILE
+from generation.proxy import PROXY_FILE
 from hitkit.config import Study, load_study
+from hitkit.responses_schema import RESPONSES_FILE
 
 ANALYSIS_DIR = "analysis"
 FIGURES_DIR = "figures"
-RESPONSES_FILE = "responses.parquet"
-MANIFEST_FILE = "manifest.parquet"
 
 ARCH_WORDS = ("arch", "backbone", "network", "family")
 TRAINING_WORDS = ("train", "loss", "objective", "robust", "adversar", "method", "regime")
