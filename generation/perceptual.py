@@ -122,10 +122,13 @@ def lpips_distance(metric: str) -> Distance:
             "manifest's distances): \"ssim\" or \"ms-ssim\""
         )
     model = _lpips_model(metric, str(path.parent))
+    on = {"device": None}  # moved only when the device changes: this runs every adversarial step
 
     def distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        m = model.to(x.device)
-        return m(x.float(), y.float(), normalize=True).flatten()
+        if on["device"] != x.device:
+            model.to(x.device)
+            on["device"] = x.device
+        return model(x.float(), y.float(), normalize=True).flatten()
 
     return distance
 
