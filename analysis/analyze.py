@@ -36,9 +36,9 @@ from analysis.proxy_calibration import (
     calibrate,
     read_proxy,
 )
-from generation.proxy import PROXY_FILE
-from hitkit.config import Study
-from hitkit.files import atomic_write
+from hitkit.study.config import Study
+from hitkit.study.files import atomic_write
+from hitkit.study.proxy import PROXY_FILE
 
 OUTPUT_DIR = "analysis"
 SENSITIVITY_DIR = "sensitivity-include-excluded"

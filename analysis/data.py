@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from hitkit.config import Study
-from hitkit.responses_schema import RESPONSES, RESPONSES_FILE
-from hitkit.tables import TableError, read_table
+from hitkit.study.config import Study
+from hitkit.study.responses import RESPONSES, RESPONSES_FILE
+from hitkit.study.tables import TableError, read_table
 
 MODEL_KINDS = ("main", "repeat")
 

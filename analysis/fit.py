@@ -21,7 +21,7 @@ import xarray as xr
 
 from analysis.model import ModelChoices
 from analysis.thresholds import BFMI_MIN, ESS_MIN, RHAT_MAX
-from hitkit.config import AnalysisSection
+from hitkit.study.config import AnalysisSection
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 

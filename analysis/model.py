@@ -30,7 +30,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from analysis.data import AnalysisData
-from hitkit.config import AnalysisSection
+from hitkit.study.config import AnalysisSection
 
 GROUPS = ("participant", "image")
 DIMS = {"participant": "participant", "image": "target_id", "model": "model"}

@@ -1,7 +1,7 @@
 """`hitkit plan`: how many participants, trials and models per cell a contrast needs.
 
 For each candidate design, synthetic studies are drawn from the analysis model's
-generative process (analysis.simulate) with the study's assumed SDs (from its
+generative process (analysis.synthetic) with the study's assumed SDs (from its
 posterior when one exists, defaults otherwise), and the 94 % interval width of
 the contrast is estimated on each; the assurance is the share of simulations
 whose width is at most the goal.
@@ -27,10 +27,10 @@ import numpy as np
 
 from analysis.data import AnalysisDataError, loss_folder, resolve_iri_loss
 from analysis.model import design_matrix
-from analysis.simulate import Design, Truth, draw_responses
-from hitkit.config import Study
-from hitkit.fees import CostEstimate
-from hitkit.plan import estimate_cost, plan_study
+from analysis.synthetic import Design, Truth, draw_responses
+from hitkit.study.config import Study
+from hitkit.study.fees import CostEstimate
+from hitkit.study.plan import estimate_cost, plan_study
 
 Z94 = 1.880793608151251  # two-sided 94 % normal quantile
 DEFAULT_TRUTH = Truth(intercept=0.5, sd_participant=0.5, sd_image=0.7, sd_model=0.3, lapse=0.03)

@@ -42,8 +42,8 @@ import numpy as np  # noqa: E402
 from analysis.data import prepare  # noqa: E402
 from analysis.fit import SampleSettings, check_gate, sample  # noqa: E402
 from analysis.model import build_model  # noqa: E402
-from analysis.simulate import Design, Truth, simulate  # noqa: E402
-from hitkit.config import AnalysisSection  # noqa: E402
+from analysis.synthetic import Design, Truth, simulate  # noqa: E402
+from hitkit.study.config import AnalysisSection  # noqa: E402
 
 FACTORS = {
     "architecture": ["resnet", "vgg", "vit", "convnext"],

@@ -1,6 +1,6 @@
 """Parameter recovery over many simulated studies, and simulation-based calibration.
 
-Recovery: draw R studies from analysis.simulate at a fixed truth, fit each with the
+Recovery: draw R studies from analysis.synthetic at a fixed truth, fit each with the
 analysis model, and record for every factor contrast (level vs mean of levels) whether
 the realised truth of the simulated models lies in the 50 / 89 / 94 % HDIs, whether the
 sign is right, and the bias of the SD estimates. Coverage near the nominal rates says
@@ -34,8 +34,8 @@ from analysis.data import prepare  # noqa: E402
 from analysis.fit import SampleSettings, check_gate, sample  # noqa: E402
 from analysis.model import build_model  # noqa: E402
 from analysis.planning import Contrast, contrast_width  # noqa: E402
-from analysis.simulate import Design, Truth, draw_responses, simulate  # noqa: E402
-from hitkit.config import AnalysisSection  # noqa: E402
+from analysis.synthetic import Design, Truth, draw_responses, simulate  # noqa: E402
+from hitkit.study.config import AnalysisSection  # noqa: E402
 
 FACTORS = {"architecture": ["cnn", "vit", "mlp"], "training": ["standard", "adversarial"]}
 TRUTH = Truth(

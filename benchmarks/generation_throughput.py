@@ -5,7 +5,7 @@ Side by side in one process, with the same model, inputs, steps and device:
   (a) reference: the loop shape of Nanda et al.'s code (robustness-style attacker):
       fp32, batch 32, per-step `loss.item()` and `torch.cuda.empty_cache()`, the
       per-image L2-normalised step, best iterate kept by a masked copy every step;
-  (b) ours: `generation.optimize.invert` (on CUDA: bf16 autocast + channels_last +
+  (b) ours: `generation.loop.invert` (on CUDA: bf16 autocast + channels_last +
       torch.compile for the bulk of the steps, then an fp32 finish).
 
 Prints image-steps/s of both, the ratio, the final fp32 representation error of
@@ -30,10 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generation.archs import create_model  # noqa: E402
+from generation.loop import LoopSettings, invert, quantize  # noqa: E402
 from generation.losses import rep_error  # noqa: E402
 from generation.network import IRINetwork, penultimate_node  # noqa: E402
-from generation.optimize import LoopSettings, invert, quantize  # noqa: E402
-from hitkit.config import RegFreeLoss  # noqa: E402
+from hitkit.study.generation_config import RegFreeLoss
 
 LOSS = RegFreeLoss(name="reg_free", kind="reg_free")
 

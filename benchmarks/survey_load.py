@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT / "tests" / "survey"))
 
 from survey_helpers import free_port, make_study  # noqa: E402
 
-from hitkit.design import make_design  # noqa: E402
-from hitkit.hits import store_design  # noqa: E402
-from hitkit.ledger import Ledger  # noqa: E402
-from hitkit.local_platform import publish_local  # noqa: E402
-from hitkit.simulate import allocate, parse_mix, simulate_async  # noqa: E402
+from hitkit.platforms.local import publish_local  # noqa: E402
+from hitkit.survey.design import make_design  # noqa: E402
+from hitkit.survey.hits import store_design  # noqa: E402
+from hitkit.survey.ledger import Ledger  # noqa: E402
+from hitkit.survey.participants import allocate, parse_mix, simulate_async  # noqa: E402
 
 PHASE_LIMIT_S = 300
 MIX = "attentive=0.8,random=0.1,fast=0.05,side_biased=0.05"
@@ -55,8 +55,8 @@ def prepare(root: Path, participants: int):
     study = make_study(root, size=32, models=8, losses=2, targets=12, trials_per_hit=16,
                        catch_per_hit=2, repeat_share=0.15,
                        responses_per_iri=max(2, participants // 10 + 2))
-    from generation.manifest_schema import MANIFEST
-    from hitkit.tables import read_table
+    from hitkit.study.manifest import MANIFEST
+    from hitkit.study.tables import read_table
 
     design = make_design(read_table(root / "manifest.parquet", MANIFEST), study.config)
     with Ledger.for_study(root) as ledger:
@@ -68,7 +68,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     log = open(root / "server.log", "ab")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(
-        [sys.executable, "-m", "hitkit.cli", "serve", "--study", str(root), "--host", "127.0.0.1",
+        [sys.executable, "-m", "hitkit.cli.main", "serve", "--study", str(root), "--host", "127.0.0.1",
          "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

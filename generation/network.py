@@ -20,7 +20,7 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 from generation.archs import create_model
 from generation.checkpoints import CheckpointError, load_weights
-from hitkit.config import NORMALIZATIONS, CustomNormalization, ModelSpec
+from hitkit.study.generation_config import NORMALIZATIONS, CustomNormalization, ModelSpec
 
 PENULTIMATE = "penultimate"
 

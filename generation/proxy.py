@@ -16,11 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from hitkit.files import atomic_write
-
-PROXY_FILE = "proxy.csv"
-COLUMNS = ("model", "loss", "metric", "n_iris", "n_targets", "alignment", "ci_low", "ci_high",
-           "mean_margin", "median_rep_error")
+from hitkit.study.files import atomic_write
+from hitkit.study.proxy import COLUMNS
 
 
 @dataclass(frozen=True)

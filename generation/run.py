@@ -26,17 +26,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from generation.distances import perceptual_distance
 from generation.images import png_bytes, to_pixels
-from generation.manifest_schema import MANIFEST, MANIFEST_FILE
+from generation.loop import invert, resolve_settings
 from generation.network import build_network
-from generation.optimize import invert, resolve_settings
-from generation.perceptual import perceptual_distance
 from generation.seeds import SeedSpec, other_target_index, seed_image, seed_specs
-from generation.store import open_store, sha256_hex
 from generation.targets import Target, load_targets
 from generation.train import TrainReport, train_demo_model
-from hitkit.config import AdversarialLoss, ModelSpec, Study, StudyConfig
-from hitkit.tables import write_table
+from hitkit.study.config import Study, StudyConfig
+from hitkit.study.generation_config import AdversarialLoss, ModelSpec
+from hitkit.study.manifest import MANIFEST, MANIFEST_FILE
+from hitkit.study.store import open_store, sha256_hex
+from hitkit.study.tables import write_table
 
 STATE_DIR = ".generation"
 

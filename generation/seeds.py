@@ -14,7 +14,13 @@ from pathlib import Path
 import torch
 
 from generation.images import fit, read_image
-from hitkit.config import ConstantSeed, GaussianSeed, ImageSeed, SeedsSection, UniformSeed
+from hitkit.study.generation_config import (
+    ConstantSeed,
+    GaussianSeed,
+    ImageSeed,
+    SeedsSection,
+    UniformSeed,
+)
 
 SeedKind = GaussianSeed | UniformSeed | ConstantSeed | ImageSeed
 

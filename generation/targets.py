@@ -18,7 +18,7 @@ import torch
 
 from generation.images import IMAGE_SUFFIXES, ImageError, fit, image_files, read_image
 from generation.shapes import SHAPE_CLASSES, shape_image
-from hitkit.config import TargetsSection
+from hitkit.study.generation_config import TargetsSection
 
 # scikit-image's photos that ship inside its wheel (no pooch download)
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",

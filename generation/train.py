@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from generation.archs import create_model
 from generation.network import normalization_values
 from generation.shapes import shapes_batch
-from hitkit.config import ModelSpec
-from hitkit.files import atomic_write
+from hitkit.study.files import atomic_write
+from hitkit.study.generation_config import ModelSpec
 
 TRAIN_SET_SEED = 1_000  # shapes stream for training images (targets use [targets].seed)
 TEST_SET_SEED = 2_000

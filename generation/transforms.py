@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hitkit.config import TransformSpec
+from hitkit.study.generation_config import TransformSpec
 
 
 @dataclass(frozen=True)

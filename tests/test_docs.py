@@ -4,31 +4,33 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from generation.manifest_schema import MANIFEST
-from hitkit import config as c
-from hitkit.responses_schema import RESPONSES
-from hitkit.trials_schema import TRIALS
+from hitkit.study import config as c
+from hitkit.study import generation_config as g
+from hitkit.study.manifest import MANIFEST
+from hitkit.study.responses import RESPONSES
+from hitkit.study.trials import TRIALS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 # heading in docs/study-config.md -> the schema model it documents
 CONFIG_SECTIONS = {
     "## [study]": c.StudySection,
-    "## [[models]]": c.ModelSpec,
-    "### [models.train]": c.TrainSpec,
-    "### normalization = { mean, std }": c.CustomNormalization,
-    "## [targets]": c.TargetsSection,
-    "## [seeds]": c.SeedsSection,
-    "### seeds.kinds: gaussian": c.GaussianSeed,
-    "### seeds.kinds: uniform": c.UniformSeed,
-    "### seeds.kinds: constant": c.ConstantSeed,
-    "### seeds.kinds: image": c.ImageSeed,
-    "## [generation]": c.GenerationSection,
-    "### [[generation.losses]]: reg_free": c.RegFreeLoss,
-    "### [[generation.losses]]: regularized": c.RegularizedLoss,
-    "#### transforms": c.TransformSpec,
-    "### [[generation.losses]]: adversarial": c.AdversarialLoss,
+    "## [[models]]": g.ModelSpec,
+    "### [models.train]": g.TrainSpec,
+    "### normalization = { mean, std }": g.CustomNormalization,
+    "## [targets]": g.TargetsSection,
+    "## [seeds]": g.SeedsSection,
+    "### seeds.kinds: gaussian": g.GaussianSeed,
+    "### seeds.kinds: uniform": g.UniformSeed,
+    "### seeds.kinds: constant": g.ConstantSeed,
+    "### seeds.kinds: image": g.ImageSeed,
+    "## [generation]": g.GenerationSection,
+    "### [[generation.losses]]: reg_free": g.RegFreeLoss,
+    "### [[generation.losses]]: regularized": g.RegularizedLoss,
+    "#### transforms": g.TransformSpec,
+    "### [[generation.losses]]: adversarial": g.AdversarialLoss,
     "## [survey]": c.SurveySection,
     "## [platform]": c.PlatformSection,
     "### [platform.local]": c.LocalSettings,
@@ -65,7 +67,7 @@ def all_models(root=c.StudyConfig):
             stack = [field.annotation]
             while stack:
                 ann = stack.pop()
-                if isinstance(ann, type) and issubclass(ann, c.BaseModel):
+                if isinstance(ann, type) and issubclass(ann, BaseModel):
                     todo.append(ann)
                 stack.extend(typing.get_args(ann))
     return seen - {root}
@@ -118,7 +120,7 @@ def shell_commands_in_docs():
 def test_docs_name_only_existing_commands():
     import click
 
-    from hitkit.cli import cli
+    from hitkit.cli.main import cli
 
     commands = shell_commands_in_docs()
     assert commands, "no hitkit command found in the docs' code blocks"

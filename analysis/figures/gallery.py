@@ -34,7 +34,7 @@ def store_reader(manifest: pd.DataFrame, root: Path) -> Callable[[str], np.ndarr
     """image ID -> RGB array, through the manifest's URIs (relative to the study folder)."""
     import pyarrow as pa
 
-    from hitkit.images import ImageError, ImageStore, image_uris
+    from hitkit.study.images import ImageError, ImageStore, image_uris
 
     columns = ["iri_id", "uri", "target_id", "target_uri", "seed_id", "seed_uri"]
     store = ImageStore(root, image_uris(pa.Table.from_pandas(manifest[columns],

@@ -20,10 +20,10 @@ import pandas as pd
 
 from analysis.data import loss_folder, resolve_iri_loss
 from analysis.proxy_calibration import ProxyError, read_proxy
-from generation.manifest_schema import MANIFEST_FILE
-from generation.proxy import PROXY_FILE
-from hitkit.config import Study, load_study
-from hitkit.responses_schema import RESPONSES_FILE
+from hitkit.study.config import Study, load_study
+from hitkit.study.manifest import MANIFEST_FILE
+from hitkit.study.proxy import PROXY_FILE
+from hitkit.study.responses import RESPONSES_FILE
 
 ANALYSIS_DIR = "analysis"
 FIGURES_DIR = "figures"
@@ -219,8 +219,8 @@ class StudyInputs:
 
     @cached_property
     def responses(self) -> pd.DataFrame:
-        from hitkit.responses_schema import RESPONSES
-        from hitkit.tables import TableError, read_table
+        from hitkit.study.responses import RESPONSES
+        from hitkit.study.tables import TableError, read_table
 
         path = self.root / RESPONSES_FILE
         if not path.is_file():
@@ -234,8 +234,8 @@ class StudyInputs:
     @cached_property
     def manifest(self) -> pd.DataFrame:
         """The manifest; FigureSkipped when the study has none."""
-        from generation.manifest_schema import MANIFEST
-        from hitkit.tables import TableError, read_table
+        from hitkit.study.manifest import MANIFEST
+        from hitkit.study.tables import TableError, read_table
 
         path = self.root / MANIFEST_FILE
         if not path.is_file():

@@ -17,11 +17,11 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from analysis.figures.style import DOUBLE, OKABE_ITO, new_figure, paper_style
-from hitkit.config import QualitySection
+from hitkit.study.config import QualitySection
 
 INCLUDED, EXCLUDED = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
 
-# the start of each rule's reason, as hitkit.quality writes it -> the rule's name
+# the start of each rule's reason, as hitkit.survey.quality writes it -> the rule's name
 RULES = (
     ("catch accuracy", "catch accuracy"),
     ("repeat consistency", "repeat consistency"),

@@ -22,7 +22,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 
-from hitkit.files import atomic_write
+from hitkit.study.files import atomic_write
 
 SINGLE = 3.3  # inches: one column of a two-column paper
 DOUBLE = 7.0  # inches: the full text width

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hitkit.config import Study
-from hitkit.ledger import Ledger
 from hitkit.platforms.base import (
     ActionSummary,
     BatchStatus,
@@ -23,11 +21,13 @@ from hitkit.platforms.base import (
     PlatformError,
     PublishResult,
 )
+from hitkit.study.config import Study
+from hitkit.survey.ledger import Ledger
 
 __all__ = [
     "ActionSummary", "BatchStatus", "Bonus", "CollectResult", "OutcomeUnknown", "Platform",
     "PlatformError", "PublishResult", "open_platform", "publish", "status", "collect",
-    "approve", "reject", "bonus", "expire",
+    "approve", "reject", "bonus", "expire", "app_callbacks",
 ]
 
 
@@ -44,7 +44,12 @@ def open_platform(study: Study, kind: str | None, ledger: Ledger, **options: Any
 
         return LocalPlatform(study, ledger, **options)
     if kind == "prolific":
-        from hitkit.platforms.prolific import API_URL, ProlificAPI, ProlificPlatform, load_token
+        from hitkit.platforms.prolific.platform import (
+            API_URL,
+            ProlificAPI,
+            ProlificPlatform,
+            load_token,
+        )
 
         api = options.pop("api", None) or ProlificAPI(
             options.pop("token", None) or load_token(study), options.pop("api_url", None) or API_URL,
@@ -53,7 +58,7 @@ def open_platform(study: Study, kind: str | None, ledger: Ledger, **options: Any
             options.pop(name, None)
         return ProlificPlatform(study, ledger, api, **options)
     if kind == "mturk":
-        from hitkit.platforms.mturk import MTurkPlatform
+        from hitkit.platforms.mturk.platform import MTurkPlatform
 
         return MTurkPlatform.open(study, ledger, **options)
     raise PlatformError(f"[platform].kind {kind!r}: expected local, prolific or mturk")
@@ -102,3 +107,22 @@ def bonus(study: Study, bonuses: list[Bonus], platform_kind: str | None = None, 
 def expire(study: Study, platform_kind: str | None = None, *, ledger: Ledger | None = None,
            **options: Any) -> list[str]:
     return _run(study, platform_kind, ledger, options, lambda p: p.expire())
+
+
+def app_callbacks(study: Study, ledger: Ledger) -> dict[str, Any]:
+    """The platforms' parts of the participant web app, as keyword arguments of
+    hitkit.survey.web.app.create_app: where a finished participant is sent back to
+    (Prolific's completion page) and which hitkit HIT an arrival's platform HIT ID
+    stands for (MTurk hands out the places of its HITs itself)."""
+    from hitkit.platforms.mturk.platform import hitkit_hit_for
+    from hitkit.platforms.prolific.platform import completion_url
+
+    def prolific_return(assignment) -> str | None:
+        # STUDY_ID is kept as the assignment's platform_assignment_id (see the app's arrival_from)
+        row = ledger.query_one("SELECT platform_assignment_id FROM assignments"
+                               " WHERE assignment_id = ?", (assignment.assignment_id,))
+        study_id = row["platform_assignment_id"] if row else None
+        return completion_url(study, ledger, study_id) if study_id else None
+
+    return {"completion_urls": {"prolific": prolific_return},
+            "hit_for": {"mturk": lambda mturk_hit_id: hitkit_hit_for(ledger, mturk_hit_id)}}

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hitkit.ledger import Action, Ledger
 from hitkit.platforms.base import Checkpoint, OutcomeUnknown, PlatformError, no_checkpoint
+from hitkit.survey.ledger import Action, Ledger
 
 
 class Transient(PlatformError):

@@ -14,10 +14,10 @@ import secrets
 from decimal import Decimal
 from typing import Any
 
-from hitkit.hits import active_design_id
-from hitkit.ledger import Ledger, dumps, now_iso
 from hitkit.platforms.base import Bonus, PlatformError
-from hitkit.submission import Submission
+from hitkit.survey.hits import active_design_id
+from hitkit.survey.ledger import Ledger, dumps, now_iso
+from hitkit.survey.submission import Submission
 
 
 def digest(*parts: object, length: int = 16) -> str:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.simulate import Design, SimulatedStudy, Truth, simulate, write_study
-from hitkit.config import load_study
+from analysis.synthetic import Design, SimulatedStudy, Truth, simulate, write_study
+from hitkit.study.config import load_study
 
 FACTORS = {"architecture": ["cnn", "vit"], "training": ["standard", "adversarial"]}
 TRUTH = Truth(
@@ -76,9 +76,9 @@ def _write_figure_manifest(folder: Path, sim: SimulatedStudy, targets: int = 3) 
     import numpy as np
     from PIL import Image
 
-    from generation.manifest_schema import MANIFEST
     from generation.shapes import shape_image
-    from hitkit.tables import write_table
+    from hitkit.study.manifest import MANIFEST
+    from hitkit.study.tables import write_table
 
     rng = np.random.default_rng(0)
     store = folder / "iris"

@@ -8,14 +8,14 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from analysis.commands import analyze
-from analysis.simulate import simulate
+from analysis.synthetic import simulate
+from hitkit.cli.analysis import analyze
 
 
 @pytest.fixture(scope="module")
 def analysed(design, truth, tmp_path_factory):
-    from analysis.simulate import write_study
-    from hitkit.config import load_study
+    from analysis.synthetic import write_study
+    from hitkit.study.config import load_study
 
     sim = simulate(design(), truth, seed=21)
     folder = write_study(tmp_path_factory.mktemp("study"), sim, draws=1000, tune=1000, chains=2,
@@ -113,7 +113,7 @@ def test_proxy_calibration(analysed):
 
 
 def test_plan_uses_the_posterior(analysed):
-    from analysis.commands import plan
+    from hitkit.cli.analysis import plan
 
     folder, _ = analysed
     result = CliRunner().invoke(plan, ["--study", str(folder), "--contrast",
@@ -126,7 +126,7 @@ def test_plan_uses_the_posterior(analysed):
 
 def test_sensitivity_runs_have_their_own_folder(analysed):
     from analysis.analyze import output_folder
-    from hitkit.config import load_study
+    from hitkit.study.config import load_study
 
     folder, _ = analysed
     study = load_study(folder)

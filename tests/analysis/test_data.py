@@ -6,9 +6,9 @@ import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 
-from analysis.commands import EXIT_INPUT, analyze
 from analysis.data import AnalysisDataError, load_responses, prepare
-from hitkit.tables import write_table
+from hitkit.cli.analysis import EXIT_INPUT, analyze
+from hitkit.study.tables import write_table
 
 
 def _set(table: pa.Table, name: str, values) -> pa.Table:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from analysis.data import prepare
 from analysis.effects import effect_draws, effects_table, expected_sigmoid, summarise
 from analysis.model import build_model
-from hitkit.config import AnalysisSection
+from hitkit.study.config import AnalysisSection
 
 
 def test_expected_sigmoid_matches_monte_carlo():
@@ -70,7 +70,7 @@ def test_lapse_scales_alignment(small_sim):
 
 
 def test_commands_are_registered():
-    from hitkit.cli import cli
+    from hitkit.cli.main import cli
 
     result = CliRunner().invoke(cli, ["--help"])
     assert "analyze" in result.output and "plan" in result.output

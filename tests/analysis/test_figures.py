@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from analysis.commands import figures as figures_command
 from analysis.figures import (
     FIGURES,
     FigureInputError,
@@ -29,6 +28,7 @@ from analysis.figures import (
 from analysis.figures.proxy import correlations
 from analysis.figures.style import DOUBLE, PALETTE, PNG_DPI, SINGLE, paper_style
 from analysis.proxy_calibration import read_proxy
+from hitkit.cli.analysis import figures as figures_command
 
 
 @pytest.fixture

@@ -4,13 +4,13 @@ import numpy as np
 import pyarrow as pa
 from click.testing import CliRunner
 
-from analysis.commands import EXIT_GATE, analyze
 from analysis.data import prepare
 from analysis.fit import SampleSettings, check_gate, sample
 from analysis.model import build_model
-from analysis.simulate import simulate, study_toml_data
-from hitkit.config import AnalysisSection, load_study, study_from_dict, study_to_toml
-from hitkit.tables import write_table
+from analysis.synthetic import simulate, study_toml_data
+from hitkit.cli.analysis import EXIT_GATE, analyze
+from hitkit.study.config import AnalysisSection, load_study, study_from_dict, study_to_toml
+from hitkit.study.tables import write_table
 
 # training follows architecture on every model: their effects are not separately identified
 CONFOUND = {"cnn": "standard", "vit": "adversarial"}

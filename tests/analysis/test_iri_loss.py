@@ -9,11 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from analysis.analyze import output_folder
-from analysis.commands import EXIT_GATE, EXIT_INPUT, analyze, figures, report
 from analysis.data import AnalysisDataError, load_responses
-from analysis.simulate import simulate, study_toml_data
-from hitkit.config import ConfigError, load_study, study_from_dict, study_to_toml
-from hitkit.tables import write_table
+from analysis.synthetic import simulate, study_toml_data
+from hitkit.cli.analysis import EXIT_GATE, EXIT_INPUT, analyze, figures, report
+from hitkit.study.config import load_study, study_from_dict, study_to_toml
+from hitkit.study.config_errors import ConfigError
+from hitkit.study.tables import write_table
 
 # "adv" first: the default must be the reg_free loss, not the first one; "tv" has no responses
 LOSSES = [{"name": "adv", "kind": "adversarial"}, {"name": "reg_free", "kind": "reg_free"},

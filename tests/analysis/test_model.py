@@ -6,8 +6,8 @@ import pytest
 
 from analysis.data import prepare
 from analysis.model import build_model, design_matrix, null_space
-from analysis.simulate import simulate
-from hitkit.config import AnalysisSection
+from analysis.synthetic import simulate
+from hitkit.study.config import AnalysisSection
 
 
 def _build(sim, **kwargs):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from analysis.commands import EXIT_INPUT, plan
 from analysis.planning import (
     Contrast,
     PlanError,
@@ -14,7 +13,8 @@ from analysis.planning import (
     parse_contrast,
     plan_precision,
 )
-from analysis.simulate import draw_responses
+from analysis.synthetic import draw_responses
+from hitkit.cli.analysis import EXIT_INPUT, plan
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from analysis import checks, effects
 from analysis.data import prepare
 from analysis.fit import SampleSettings, sample
 from analysis.model import build_model
-from analysis.simulate import simulate
-from hitkit.config import AnalysisSection
+from analysis.synthetic import simulate
+from hitkit.study.config import AnalysisSection
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from playwright.sync_api import sync_playwright
 
-from analysis.commands import report as report_command
 from analysis.figures import FIGURES, FigureInputError
-from analysis.report import effect_sentence, write_report
+from analysis.report.page import effect_sentence, write_report
+from hitkit.cli.analysis import report as report_command
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from analysis.simulate import Design, Truth, centred_effects, simulate
-from hitkit.responses_schema import RESPONSES
+from analysis.synthetic import Design, Truth, centred_effects, simulate
+from hitkit.study.responses import RESPONSES
 
 
 def test_table_has_the_responses_columns(small_sim, design):

@@ -10,8 +10,8 @@ import torch
 from generation import fourier
 from generation import losses as L
 from generation import transforms as T
-from generation.perceptual import MissingWeightsError, ms_ssim, perceptual_distance, ssim
-from hitkit.config import TransformSpec
+from generation.distances import MissingWeightsError, ms_ssim, perceptual_distance, ssim
+from hitkit.study.generation_config import TransformSpec
 
 
 def test_rep_error_is_relative_l2_per_image():

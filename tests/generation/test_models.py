@@ -11,7 +11,7 @@ import torch
 from generation.archs import UnknownArchError, create_model
 from generation.checkpoints import CheckpointError, load_weights
 from generation.network import IRINetwork, LayerError, build_network, graph_nodes, penultimate_node
-from hitkit.config import ModelSpec
+from hitkit.study.generation_config import ModelSpec
 
 
 def spec(arch: str = "tiny_resnet", **extra) -> ModelSpec:

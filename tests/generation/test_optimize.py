@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from generation.archs import create_model
+from generation.distances import perceptual_distance
+from generation.loop import LoopSettings, invert, quantize, resolve_settings, step_size_at
 from generation.network import IRINetwork
-from generation.optimize import LoopSettings, invert, quantize, resolve_settings, step_size_at
-from generation.perceptual import perceptual_distance
-from hitkit.config import (
+from hitkit.study.generation_config import (
     AdversarialLoss,
     GenerationSection,
     RegFreeLoss,

@@ -17,12 +17,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from generation.manifest_schema import MANIFEST
 from generation.network import build_network
 from generation.run import STATE_DIR, run_generation
-from hitkit.cli import cli
-from hitkit.config import load_study
-from hitkit.tables import read_table
+from hitkit.cli.main import cli
+from hitkit.study.config import load_study
+from hitkit.study.manifest import MANIFEST
+from hitkit.study.tables import read_table
 from tests.generation.conftest import study_data, tiny_checkpoint, two_models, write_study
 
 VOLATILE = {"created_at", "wall_time_s"}  # the only columns allowed to differ between runs
@@ -97,7 +97,7 @@ def test_torchrun_two_processes_equals_one_process(small_study, tmp_path):
     generate(reference)
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "hitkit.cli",
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "hitkit.cli.main",
          "generate", "--study", str(small_study), "--device", "cpu", "--no-progress"],
         capture_output=True, text=True, timeout=300,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
@@ -122,7 +122,7 @@ def test_s3_store_round_trip_against_moto(tmp_path, s3_server):
     listed = client.list_objects_v2(Bucket="hitkit-test", Prefix="run1/")["Contents"]
     # content-addressed: 8 IRIs + 4 targets + 1 shared seed
     assert len(listed) == 13
-    from generation.store import open_store
+    from hitkit.study.store import open_store
 
     store = open_store("s3://hitkit-test/run1", root)
     for r in rows[:3]:

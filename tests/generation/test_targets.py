@@ -14,7 +14,7 @@ from generation.images import ImageError, fit, png_bytes, read_image
 from generation.seeds import other_target_index, seed_image, seed_specs
 from generation.shapes import SHAPE_CLASSES, shape_image, shapes_batch
 from generation.targets import TargetError, load_targets
-from hitkit.config import SeedsSection, TargetsSection
+from hitkit.study.generation_config import SeedsSection, TargetsSection
 
 
 def section(source: str, count: int = 3, path: str | None = None, **extra) -> TargetsSection:

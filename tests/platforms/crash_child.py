@@ -10,9 +10,9 @@ import sys
 import time
 from decimal import Decimal
 
-from hitkit.config import load_study
-from hitkit.ledger import Ledger
 from hitkit.platforms import Bonus, open_platform
+from hitkit.study.config import load_study
+from hitkit.survey.ledger import Ledger
 
 
 def main() -> None:

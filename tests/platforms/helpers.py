@@ -9,14 +9,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import tomli_w
 
-from generation.manifest_schema import MANIFEST
-from hitkit.assignments import Arrival, start_assignment, submit
-from hitkit.config import Study, load_study
-from hitkit.design import make_design
-from hitkit.hits import hit_trials, store_design
-from hitkit.ledger import Ledger
-from hitkit.submission import parse_submission
-from hitkit.tables import read_table
+from hitkit.study.config import Study, load_study
+from hitkit.study.manifest import MANIFEST
+from hitkit.study.tables import read_table
+from hitkit.survey.assignments import Arrival, start_assignment, submit
+from hitkit.survey.design import make_design
+from hitkit.survey.hits import hit_trials, store_design
+from hitkit.survey.ledger import Ledger
+from hitkit.survey.submission import parse_submission
 from tests.survey.survey_helpers import make_study
 
 LONG_MESSAGE = ("Thank you for taking part. Unfortunately most of the attention-check trials, "

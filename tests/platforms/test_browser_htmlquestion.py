@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hitkit.hits import hit_trials
-from hitkit.ledger import Ledger
 from hitkit.platforms import open_platform
+from hitkit.survey.hits import hit_trials
+from hitkit.survey.ledger import Ledger
 from tests.fakes.fixtures import mturk_client
 from tests.platforms.helpers import platform_study
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from hitkit.cli import cli
-from hitkit.ledger import Ledger
+from hitkit.cli.main import cli
+from hitkit.survey.ledger import Ledger
 from tests.fakes.prolific import FakeProlific
 from tests.platforms.helpers import platform_study, prolific_participant
 

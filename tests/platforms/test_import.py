@@ -8,9 +8,9 @@ from xml.sax.saxutils import escape
 
 from click.testing import CliRunner
 
-from hitkit.cli import cli
-from hitkit.hits import hit_trials
-from hitkit.ledger import Ledger
+from hitkit.cli.main import cli
+from hitkit.survey.hits import hit_trials
+from hitkit.survey.ledger import Ledger
 from tests.fakes.mturk import question_form_answers
 from tests.platforms.helpers import answers, platform_study
 

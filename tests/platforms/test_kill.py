@@ -15,9 +15,9 @@ from decimal import Decimal
 
 import pytest
 
-from hitkit.hits import hit_trials
-from hitkit.ledger import Ledger
 from hitkit.platforms import Bonus, open_platform
+from hitkit.survey.hits import hit_trials
+from hitkit.survey.ledger import Ledger
 from tests.fakes.fixtures import mturk_client
 from tests.fakes.mturk import FakeMTurk
 from tests.fakes.prolific import FakeProlific

@@ -8,12 +8,17 @@ from decimal import Decimal
 import defusedxml.ElementTree as SafeET
 import pytest
 
-from hitkit.hits import hit_trials
-from hitkit.ledger import Ledger
 from hitkit.platforms import Bonus, PlatformError, open_platform
-from hitkit.platforms.mturk import CLOSURE_NOTICE, SANDBOX_URL, MTurkPlatform, reward_string
-from hitkit.platforms.mturk_answers import parse_answers
-from hitkit.platforms.mturk_question import MAX_QUESTION_BYTES, html_question
+from hitkit.platforms.mturk.answers import parse_answers
+from hitkit.platforms.mturk.platform import (
+    CLOSURE_NOTICE,
+    SANDBOX_URL,
+    MTurkPlatform,
+    reward_string,
+)
+from hitkit.platforms.mturk.question import MAX_QUESTION_BYTES, html_question
+from hitkit.survey.hits import hit_trials
+from hitkit.survey.ledger import Ledger
 from tests.fakes.fixtures import mturk_client
 from tests.platforms.helpers import LONG_MESSAGE, answers, platform_study
 
@@ -148,7 +153,7 @@ def test_answers_parsed_with_a_hardened_parser():
 
 
 def test_images_from_a_base_url_have_opaque_names(study, mturk_fake, tmp_path):
-    from hitkit.platforms.mturk import export_images, hitkit_hit_for
+    from hitkit.platforms.mturk.platform import export_images, hitkit_hit_for
 
     with Ledger.for_study(study.root) as ledger:
         p = platform(study, ledger, mturk_fake, image_base_url="https://img.example.org/s1/")

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from hitkit.ledger import Ledger
 from hitkit.platforms import Bonus, PlatformError, open_platform
-from hitkit.platforms.prolific import load_token
+from hitkit.platforms.prolific.platform import load_token
+from hitkit.survey.ledger import Ledger
 from tests.platforms.helpers import LONG_MESSAGE, platform_study, prolific_participant
 
 PUBLIC = "https://survey.example.org/s/"
@@ -141,7 +141,7 @@ def test_wrong_token_is_a_clear_error_without_the_token(study, prolific_fake):
 
 
 def test_completion_url_for_the_survey_app(study, prolific_fake):
-    from hitkit.platforms.prolific import completion_url
+    from hitkit.platforms.prolific.platform import completion_url
 
     with Ledger.for_study(study.root) as ledger:
         published = platform(study, ledger, prolific_fake).publish()
@@ -159,9 +159,9 @@ def test_approve_skips_submissions_not_awaiting_review(study, prolific_fake):
         code = fake.studies[study_id].fields["completion_codes"][0]["code"]
         done = prolific_participant(fake, ledger, study_id, "c" * 24, code)
         # this one stored its responses but has not returned to Prolific yet
-        from hitkit.assignments import Arrival, start_assignment, submit
-        from hitkit.hits import hit_trials
-        from hitkit.submission import parse_submission
+        from hitkit.survey.assignments import Arrival, start_assignment, submit
+        from hitkit.survey.hits import hit_trials
+        from hitkit.survey.submission import parse_submission
         from tests.platforms.helpers import answers
 
         session = fake.participant_starts(study_id, "d" * 24)

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from hitkit.hits import hit_trials
-from hitkit.ledger import Ledger
 from hitkit.platforms import Bonus, PlatformError, open_platform
+from hitkit.survey.hits import hit_trials
+from hitkit.survey.ledger import Ledger
 from tests.fakes.faults import FaultKind
 from tests.fakes.fixtures import mturk_client
 from tests.fakes.mturk import FakeMTurk

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from hitkit.ledger import Ledger
 from hitkit.platforms import Bonus, PlatformError, open_platform
+from hitkit.survey.ledger import Ledger
 from tests.fakes.faults import FaultKind
 from tests.fakes.prolific import FakeProlific
 from tests.platforms.helpers import LONG_MESSAGE, copy_study, platform_study, prolific_participant

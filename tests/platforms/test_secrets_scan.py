@@ -15,10 +15,10 @@ from decimal import Decimal
 from click.testing import CliRunner
 
 from hitkit import platforms
-from hitkit.cli import cli
-from hitkit.hits import hit_trials
-from hitkit.ledger import Ledger
+from hitkit.cli.main import cli
 from hitkit.platforms import Bonus
+from hitkit.survey.hits import hit_trials
+from hitkit.survey.ledger import Ledger
 from tests.fakes.mturk import FakeMTurk
 from tests.fakes.prolific import FakeProlific
 from tests.platforms.helpers import answers, ledger_dump, platform_study, prolific_participant

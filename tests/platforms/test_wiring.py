@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from hitkit import platforms
-from hitkit.cli import cli
-from hitkit.hits import hit_trials
-from hitkit.ledger import Ledger
-from hitkit.platforms.mturk import hitkit_hit_for
-from hitkit.platforms.prolific import completion_url
-from hitkit.server import create_app
-from hitkit.serving import background_server
+from hitkit.cli.main import cli
+from hitkit.platforms import app_callbacks
+from hitkit.platforms.mturk.platform import hitkit_hit_for
+from hitkit.platforms.prolific.platform import completion_url
+from hitkit.survey.hits import hit_trials
+from hitkit.survey.ledger import Ledger
+from hitkit.survey.web.app import create_app
+from hitkit.survey.web.serving import background_server
 from tests.fakes.fixtures import mturk_client
 from tests.platforms.helpers import answers, ledger_dump, platform_study, prolific_participant
 
@@ -131,7 +132,7 @@ def test_a_prolific_arrival_is_sent_back_with_the_completion_url(tmp_path, proli
         pid = "5f" + "d" * 22
         session = fake.participant_starts(study_id, pid)
         params = {k: v[0] for k, v in parse_qs(urlsplit(session.url).query).items()}
-        with background_server(create_app(study, ledger)) as url, \
+        with background_server(create_app(study, ledger, **app_callbacks(study, ledger))) as url, \
                 httpx.Client(base_url=url, timeout=30) as client:
             page = client.get("/", params=params)
             assert page.status_code == 200 and 'data-preview="0"' in page.text
@@ -178,7 +179,7 @@ def test_an_external_question_arrival_is_pinned_to_its_hit(external):
     by_mturk = dict(sorted(pairs, key=lambda pair: -ordinal.get(pair[1], 0)))
     assert len(set(by_mturk.values())) == 3 and None not in by_mturk.values()
     workers = iter(f"A2PINWORKER{i}" for i in range(10))
-    with background_server(create_app(study, ledger)) as url, \
+    with background_server(create_app(study, ledger, **app_callbacks(study, ledger))) as url, \
             httpx.Client(base_url=url, timeout=30) as client:
         for mturk_hit, hit_id in by_mturk.items():
             worker = next(workers)
@@ -215,7 +216,7 @@ def test_an_external_question_arrival_for_a_closed_hit_is_refused(external):
     hit_id = hitkit_hit_for(ledger, mturk_hit)
     with ledger.transaction() as con:
         con.execute("UPDATE hits SET state = 'retired' WHERE hit_id = ?", (hit_id,))
-    with background_server(create_app(study, ledger)) as url:
+    with background_server(create_app(study, ledger, **app_callbacks(study, ledger))) as url:
         arrival = {"assignmentId": "ASSIGNCLOSED1", "hitId": mturk_hit, "workerId": "A3CLOSEDWORKER"}
         reply = httpx.post(f"{url}/api/assignments", json=arrival, timeout=30)
     assert reply.status_code == 410 and reply.json()["error"]["field"] == "hitId"

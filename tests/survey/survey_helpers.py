@@ -1,7 +1,7 @@
 """Small survey studies built directly: study.toml, tiny PNGs and a manifest.
 
 The generation stage is not needed: the manifest is written with
-generation.manifest_schema.MANIFEST and the images are made here.
+hitkit.study.manifest.MANIFEST and the images are made here.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import pyarrow as pa
 import tomli_w
 from PIL import Image
 
-from generation.manifest_schema import MANIFEST
-from hitkit.config import Study, load_study
-from hitkit.tables import write_table
+from hitkit.study.config import Study, load_study
+from hitkit.study.manifest import MANIFEST
+from hitkit.study.tables import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
-HITKIT = [sys.executable, "-m", "hitkit.cli"]
+HITKIT = [sys.executable, "-m", "hitkit.cli.main"]
 
 
 def _target_image(index: int, size: int) -> np.ndarray:
@@ -187,7 +187,7 @@ class ServerProcess:
 
 def make_config(**options):
     """A validated StudyConfig from study_data's options."""
-    from hitkit.config import study_from_dict
+    from hitkit.study.config import study_from_dict
 
     return study_from_dict(study_data(**options))
 

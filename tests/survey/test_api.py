@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from survey_helpers import make_study
 
-from hitkit.design import make_design
-from hitkit.hits import store_design
-from hitkit.ledger import Ledger
-from hitkit.local_platform import publish_local
-from hitkit.server import create_app
-from hitkit.serving import background_server
-from hitkit.tables import read_table
+from hitkit.platforms.local import publish_local
+from hitkit.study.tables import read_table
+from hitkit.survey.design import make_design
+from hitkit.survey.hits import store_design
+from hitkit.survey.ledger import Ledger
+from hitkit.survey.web.app import create_app
+from hitkit.survey.web.serving import background_server
 
 
 class Env:
@@ -46,7 +46,7 @@ class Env:
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("api") / "study"
     study = make_study(root, responses_per_iri=400)
-    from generation.manifest_schema import MANIFEST
+    from hitkit.study.manifest import MANIFEST
 
     design = make_design(read_table(root / "manifest.parquet", MANIFEST), study.config)
     ledger = Ledger.for_study(root)

@@ -4,12 +4,12 @@ import pytest
 from click.testing import CliRunner
 from survey_helpers import make_config, make_manifest, make_study
 
-from hitkit.assignments import Arrival, AssignmentError, start_assignment
-from hitkit.cli import cli
-from hitkit.design import make_design
-from hitkit.hits import store_design
-from hitkit.ledger import Ledger
-from hitkit.local_platform import publish_local
+from hitkit.cli.main import cli
+from hitkit.platforms.local import publish_local
+from hitkit.survey.assignments import Arrival, AssignmentError, start_assignment
+from hitkit.survey.design import make_design
+from hitkit.survey.hits import store_design
+from hitkit.survey.ledger import Ledger
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 from survey_helpers import ROOT, ServerProcess, make_study, run_cli
 
-from hitkit.ledger import Ledger
-from hitkit.local_platform import publish_local
+from hitkit.platforms.local import publish_local
+from hitkit.survey.ledger import Ledger
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -218,7 +218,7 @@ def test_matching_by_keys_and_clicks(site, tmp_path):
 def test_a_prolific_participant_is_sent_back_to_prolific(site):
     """Prolific's completion URL: a link on the done screen, then a redirect after 3 s."""
     from hitkit.platforms import records
-    from hitkit.platforms.prolific import completion_url
+    from hitkit.platforms.prolific.platform import completion_url
 
     study, url, _, browser = site
     with Ledger.for_study(study.root) as ledger:  # as `hitkit publish --platform prolific` leaves it

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from survey_helpers import ServerProcess, make_study, run_cli
 
-from hitkit.ledger import Ledger
-from hitkit.local_platform import publish_local
+from hitkit.platforms.local import publish_local
+from hitkit.survey.ledger import Ledger
 
 
 def participant(url, token, index, acks, lock):

@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from survey_helpers import make_config, make_manifest
 
-from hitkit.design import make_design
-from hitkit.hits import hit_trials, store_design
-from hitkit.ledger import Ledger
-from hitkit.trials_schema import TRIALS
+from hitkit.study.trials import TRIALS
+from hitkit.survey.design import make_design
+from hitkit.survey.hits import hit_trials, store_design
+from hitkit.survey.ledger import Ledger
 
 
 @st.composite
@@ -116,7 +116,7 @@ def test_a_different_seed_gives_a_different_design():
     a = make_config()
     data_b = make_config().model_dump(by_alias=True)
     data_b["survey"]["seed"] = 7
-    from hitkit.config import StudyConfig
+    from hitkit.study.config import StudyConfig
     b = StudyConfig.model_validate(data_b)
     assert make_design(make_manifest(a), a).trials_sha256 != make_design(make_manifest(b), b).trials_sha256
 

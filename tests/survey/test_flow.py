@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from survey_helpers import make_study
 
-from hitkit.cli import cli
-from hitkit.ledger import Ledger
-from hitkit.pseudonym import SecretError, load_or_create_secret, pseudonym
-from hitkit.responses_schema import RESPONSES
-from hitkit.tables import read_table
+from hitkit.cli.main import cli
+from hitkit.study.responses import RESPONSES
+from hitkit.study.tables import read_table
+from hitkit.survey.ledger import Ledger
+from hitkit.survey.pseudonym import SecretError, load_or_create_secret, pseudonym
 
 
 def hitkit(*args):

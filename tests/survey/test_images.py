@@ -6,7 +6,7 @@ import pytest
 from moto import mock_aws
 from survey_helpers import make_config, make_manifest
 
-from hitkit.images import ImageError, ImageStore, image_uris
+from hitkit.study.images import ImageError, ImageStore, image_uris
 
 
 def test_manifest_uris_cover_iris_targets_and_seeds():

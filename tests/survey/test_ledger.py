@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from hitkit import ledger as ledger_module
-from hitkit.ledger import SCHEMA_VERSION, Ledger, LedgerError
+from hitkit.survey import ledger as ledger_module
+from hitkit.survey.ledger import SCHEMA_VERSION, Ledger, LedgerError
 
 
 def test_new_ledger_is_wal_and_at_the_current_version(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from hitkit.config import QualitySection
-from hitkit.quality import Answered, assess
+from hitkit.study.config import QualitySection
+from hitkit.survey.quality import Answered, assess
 
 RULES = QualitySection(min_catch_accuracy=0.75, min_repeat_consistency=0.5, min_median_rt_ms=400,
                        fast_rt_ms=300, max_fast_share=0.3, max_side_bias=0.85,

@@ -1,0 +1,468 @@
+"""The survey's commands: design, serve, publish, collect, status, simulate, review, export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hitkit.cli.options import (
+    endpoint_option,
+    open_ledger,
+    open_study,
+    platform_call,
+    platform_option,
+    platform_options,
+    production_option,
+    study_option,
+)
+from hitkit.study.config import Study
+from hitkit.study.manifest import MANIFEST, MANIFEST_FILE
+from hitkit.study.tables import TableError, read_table, write_table
+from hitkit.study.trials import TRIALS_FILE
+from hitkit.survey.design import DesignError, make_design
+from hitkit.survey.hits import HitError, store_design
+from hitkit.survey.ledger import Ledger, LedgerError
+
+# ------------------------------------------------------------------ design
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit design --study my-study
+  hitkit design --study my-study --replace   retire a design that already has participants
+""")
+@study_option
+@click.option("--replace", is_flag=True,
+              help="Retire the ledger's current design even if it already has assignments.")
+def design(study_dir: Path, replace: bool) -> None:
+    """Make the trials and HITs: trials.parquet and the HITs in ledger.sqlite.
+
+    Reads manifest.parquet (written by `hitkit generate`). The answer key is
+    kept in trials.parquet and the ledger only; it is never sent to a browser.
+    """
+    study = open_study(study_dir)
+    try:
+        manifest = read_table(study.root / MANIFEST_FILE, MANIFEST)
+        result = make_design(manifest, study.config)
+    except (TableError, DesignError) as exc:
+        raise click.ClickException(str(exc)) from None
+    missing = missing_images(study, manifest, result)
+    if missing:
+        raise click.ClickException(
+            f"{len(missing)} image file(s) the design shows are missing, e.g. "
+            + ", ".join(missing[:3]) + " (manifest.parquet names them: re-run `hitkit generate`)")
+    write_table(result.table(), study.root / TRIALS_FILE)
+    with open_ledger(study) as ledger:
+        try:
+            stored = store_design(ledger, result, study.config.survey.responses_per_iri, replace)
+        except HitError as exc:
+            raise click.ClickException(str(exc)) from None
+    trials = result.trials
+    kinds = {k: sum(t.kind == k for t in trials) for k in ("main", "catch", "repeat")}
+    sizes = sorted({len(h.trials) for h in result.hits})
+    click.echo(f"design {result.design_id}: {len(result.hits)} HITs, {len(trials)} trials "
+               f"({kinds['main']} main, {kinds['catch']} catch, {kinds['repeat']} repeats), "
+               f"{'-'.join(map(str, (sizes[0], sizes[-1]))) if len(sizes) > 1 else sizes[0]} "
+               "trials per HIT")
+    click.echo(f"wrote {study.root / TRIALS_FILE}")
+    if stored.created:
+        click.echo(f"ledger: stored {len(result.hits)} HITs × "
+                   f"{study.config.survey.responses_per_iri} places")
+        for old in stored.retired:
+            click.echo(f"ledger: retired the open HITs of design {old}")
+    else:
+        click.echo("ledger: this design was already stored (unchanged)")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def missing_images(study: Study, manifest, result) -> list[str]:
+    """Local image files the design shows that do not exist (s3:// ones are not checked)."""
+    from hitkit.study.images import ImageError, ImageStore, image_uris
+
+    try:
+        store = ImageStore(study.root, image_uris(manifest))
+    except ImageError as exc:
+        raise click.ClickException(str(exc)) from None
+    shown = {i for t in result.trials for i in (*t.query, *t.options)}
+    shown |= {i for h in result.hits for i in (*h.practice["query"], *h.practice["options"])}
+    missing = []
+    for image_id in sorted(shown):
+        path = store.path(image_id) if image_id in store.uris else None
+        if image_id not in store.uris:
+            missing.append(f"{image_id} (no URI)")
+        elif path is not None and not path.is_file():
+            missing.append(str(path))
+    return missing
+
+
+# ------------------------------------------------------------------- serve
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit serve --study my-study
+  hitkit serve --study my-study --host 0.0.0.0 --port 8080
+Open http://127.0.0.1:8000/?preview=1 to see the task without taking part.
+""")
+@study_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def serve(study_dir: Path, host: str, port: int) -> None:
+    """Serve the participant web app and its API (Starlette under uvicorn)."""
+    from hitkit.platforms import app_callbacks
+    from hitkit.survey.web.app import create_app
+    from hitkit.survey.web.serving import serve as run
+
+    study = open_study(study_dir)
+    try:
+        ledger = Ledger.for_study(study.root)
+        app = create_app(study, ledger, **app_callbacks(study, ledger))
+    except (TableError, LedgerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"serving study {study.config.study.id!r} on http://{host}:{port} "
+               f"(preview: http://{host}:{port}/?preview=1); Ctrl-C stops")
+    run(app, host, port)
+
+
+# ----------------------------------------------------------------- publish
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit publish --study my-study --platform local            one link per planned participant
+  hitkit publish --study my-study --platform local --open-link --cap 30
+  hitkit publish --study my-study --platform prolific         draft study, then published
+  hitkit publish --study my-study --platform mturk            sandbox HITs
+  hitkit publish --study my-study --platform mturk --production --yes
+""")
+@study_option
+@platform_option
+@click.option("--open-link", is_flag=True, help="local: one shared link instead of one per participant.")
+@click.option("--cap", type=click.IntRange(1), default=None,
+              help="local: links to make, or the open link's number of uses (default: the plan's places).")
+@click.option("--new", is_flag=True, help="Make a new batch even if one is open.")
+@click.option("--force", is_flag=True,
+              help="prolific: publish even if the reward is below [platform.prolific].minimum_hourly.")
+@production_option
+@click.option("--yes", is_flag=True, help="mturk: do not ask before publishing to production.")
+@endpoint_option
+@click.option("--image-base-url", default=None,
+              help="mturk HTMLQuestion: the https:// base URL where `export_images` output is hosted "
+                   "(default: small images inlined).")
+def publish(study_dir: Path, platform: str | None, open_link: bool, cap: int | None,
+            new: bool, force: bool, production: bool, yes: bool, endpoint_url: str | None,
+            image_base_url: str | None) -> None:
+    """Open the study to participants: a batch in the ledger and its links.
+
+    local: participant links (CSV and terminal); prolific: a draft study, then
+    published; mturk: a HIT type and one HIT per hitkit HIT (sandbox unless
+    --production). Safe to re-run: every platform call is journaled in the ledger first, so a
+    re-run after an error finishes the job and never creates a second study or HIT.
+    """
+    study = open_study(study_dir)
+    platform = platform or study.config.platform.kind
+    if platform != "local":
+        publish_remote(study, platform, new, force, production, yes, endpoint_url, image_base_url)
+        return
+    from hitkit.platforms.local import PublishError, publish_local
+
+    with open_ledger(study) as ledger:
+        try:
+            batch = publish_local(study, ledger, open_link, cap, new)
+        except PublishError as exc:
+            raise click.ClickException(str(exc)) from None
+    state = "created" if batch.created else "already open (use --new for another)"
+    click.echo(f"batch {batch.batch_id} {state}: {batch.places} place(s), "
+               f"{len(batch.links)} link(s) in {batch.csv_path}")
+    for link in batch.links:
+        click.echo(link.url + (f"   (open link, {link.cap} uses)" if link.cap > 1 else ""))
+
+
+def publish_remote(study: Study, platform: str, new: bool, force: bool, production: bool,
+                   yes: bool, endpoint_url: str | None, image_base_url: str | None) -> None:
+    import hitkit.platforms as platforms
+
+    options = platform_options(platform, production, yes, endpoint_url, force, image_base_url)
+    with open_ledger(study) as ledger:
+        result = platform_call(platform, platforms.publish, study, platform, ledger=ledger,
+                               new=new, **options)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    state = "created" if result.created else "already open (use --new for another)"
+    click.echo(f"batch {result.batch_id} {state} on {platform}: {result.places} place(s), "
+               f"{platform} ID {result.external_id or '–'}")
+    for url in result.urls:
+        click.echo(url)
+
+
+# ------------------------------------------------------ collect and status
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit collect --study my-study
+  hitkit collect --study my-study --platform prolific
+  hitkit collect --study my-study --platform mturk --endpoint-url http://127.0.0.1:5000
+""")
+@study_option
+@platform_option
+@endpoint_option
+@production_option
+def collect(study_dir: Path, platform: str | None, endpoint_url: str | None,
+            production: bool) -> None:
+    """Collect submissions from the platform into the ledger and report progress.
+
+    prolific/mturk: fetch the platform's submissions, match them to the
+    assignments in the ledger (MTurk: store the answers) and report what awaits
+    review. Safe to re-run.
+    """
+    study = open_study(study_dir)
+    platform = platform or study.config.platform.kind
+    if platform != "local":
+        collect_remote(study, platform, endpoint_url, production)
+        return
+    from hitkit.survey.progress import progress
+
+    with open_ledger(study) as ledger:
+        p = progress(ledger)
+        ledger.event("collected", None, platform="local", submitted=p.submitted)
+    share = p.submitted / p.places if p.places else 0.0
+    click.echo(f"{p.submitted} of {p.places} places submitted ({share:.0%}), "
+               f"{p.started} in progress, {p.responses} trial responses stored")
+    if p.last_submitted_at:
+        click.echo(f"last submission: {p.last_submitted_at}")
+    if p.places and p.submitted >= p.places:
+        click.echo("complete: run `hitkit review`, then `hitkit export`")
+
+
+def collect_remote(study: Study, platform: str, endpoint_url: str | None, production: bool) -> None:
+    import hitkit.platforms as platforms
+
+    # collecting spends nothing: production needs no confirmation here
+    options = platform_options(platform, production, True, endpoint_url)
+    with open_ledger(study) as ledger:
+        result = platform_call(platform, platforms.collect, study, platform, ledger=ledger, **options)
+    click.echo(f"{platform}: {result.new} new submission(s) stored, "
+               f"{len(result.awaiting_review)} awaiting review, {result.approved} approved, "
+               f"{result.rejected} rejected, {result.pending} pending")
+    for problem in result.problems:
+        click.echo(f"  problem: {problem}", err=True)
+    if result.awaiting_review:
+        click.echo("next: `hitkit review`, then `hitkit pay`")
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit status --study my-study
+  hitkit status --study my-study --hits     one line per HIT
+  hitkit status --study my-study --platform prolific
+""")
+@study_option
+@click.option("--hits", "per_hit", is_flag=True, help="List every open HIT's places.")
+@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
+              help="Also ask this platform about its open batch (default: [platform].kind).")
+@endpoint_option
+@production_option
+def status(study_dir: Path, per_hit: bool, platform: str | None, endpoint_url: str | None,
+           production: bool) -> None:
+    """Show HITs and assignments by state (and the platform's view of its open batch).
+
+    The ledger's part is always shown; when the platform cannot be asked (no
+    token, unreachable), that is said on stderr and the exit status is 1.
+    """
+    from hitkit.survey.progress import hit_fill, progress
+
+    study = open_study(study_dir)
+    platform = platform or study.config.platform.kind
+    with open_ledger(study) as ledger:
+        p = progress(ledger)
+        fill = hit_fill(ledger) if per_hit else []
+        batches = ledger.query("SELECT platform, state, COUNT(*) AS n FROM batches GROUP BY 1, 2")
+        actions = ledger.open_actions()
+        click.echo("HITs: " + (", ".join(f"{n} {s}" for s, n in sorted(p.hits_by_state.items()))
+                               or "none (run `hitkit design`)"))
+        click.echo(f"places: {p.places}")
+        click.echo("assignments: " + (", ".join(f"{n} {s}" for s, n in sorted(p.by_state.items()))
+                                      or "none"))
+        click.echo(f"responses: {p.responses}")
+        click.echo("batches: " + (", ".join(f"{r['n']} {r['platform']} {r['state']}" for r in batches)
+                                  or "none (run `hitkit publish`)"))
+        if actions:
+            click.echo(f"unsettled platform actions: {len(actions)} (a later command reconciles them)")
+        for hit_id, places, started, submitted in fill:
+            click.echo(f"  {hit_id}  {submitted}/{places} submitted, {started} in progress")
+        remote = remote_status(study, ledger, platform, endpoint_url, production)
+    if remote is not None:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(remote.submissions_by_state.items()))
+        click.echo(f"{platform} batch {remote.batch_id} ({remote.external_id or '–'}): "
+                   f"{remote.state}, {remote.places} place(s); submissions: {counts or 'none'}")
+
+
+def remote_status(study: Study, ledger: Ledger, platform: str, endpoint_url: str | None,
+                  production: bool):
+    """The platform's BatchStatus of its open batch; None for local or when none is open."""
+    if platform == "local":
+        return None
+    import hitkit.platforms as platforms
+    from hitkit.platforms import records
+
+    try:
+        if records.open_batch(ledger, platform) is None:
+            return None
+    except platforms.PlatformError:  # no design yet: nothing published either
+        return None
+    options = platform_options(platform, production, True, endpoint_url)
+    return platform_call(platform, platforms.status, study, platform, ledger=ledger, **options)
+
+
+# ---------------------------------------------------------------- simulate
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit simulate --study my-study --participants 30
+  hitkit simulate --study my-study --participants 200 \\
+      --mix attentive=0.8,random=0.1,fast=0.05,side_biased=0.05
+  hitkit simulate --study my-study --participants 10 --url http://127.0.0.1:8000
+""")
+@study_option
+@click.option("--participants", "n", type=click.IntRange(1), required=True)
+@click.option("--mix", default="attentive=0.8,random=0.1,fast=0.05,side_biased=0.05",
+              show_default=True, help="Shares of behaviours: attentive, random, fast, side_biased.")
+@click.option("--url", default=None,
+              help="A running `hitkit serve` of this study (default: start one on 127.0.0.1).")
+@click.option("--token", default=None, help="Use this open link's token instead of a new one.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--concurrency", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--slope", default=25.0, show_default=True, type=float,
+              help="Attentive: logit per unit of SSIM difference.")
+@click.option("--noise", default=0.03, show_default=True, type=click.FloatRange(0),
+              help="Attentive: s.d. of noise on each similarity.")
+@click.option("--lapse", default=0.04, show_default=True, type=click.FloatRange(0, 1),
+              help="Attentive: share of random answers.")
+def simulate(study_dir: Path, n: int, mix: str, url: str | None, token: str | None, seed: int,
+             concurrency: int, slope: float, noise: float, lapse: float) -> None:
+    """Take the survey with simulated participants, over the same HTTP API as a browser."""
+    from tqdm import tqdm
+
+    from hitkit.platforms.local import PublishError, publish_local
+    from hitkit.survey.participants import Psychometric, SimulationError, parse_mix
+    from hitkit.survey.participants import simulate as run
+    from hitkit.survey.web.app import create_app
+    from hitkit.survey.web.serving import background_server
+
+    study = open_study(study_dir)
+    try:
+        shares = parse_mix(mix)
+    except SimulationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mix") from None
+    with open_ledger(study) as ledger:
+        if token is None:
+            try:
+                token = publish_local(study, ledger, open_link=True, cap=n, new=True).links[0].token
+            except PublishError as exc:
+                raise click.ClickException(str(exc)) from None
+        psychometric = Psychometric(slope=slope, noise=noise, lapse=lapse)
+        with tqdm(total=n, desc="participants", unit="p", disable=not sys.stderr.isatty()) as bar:
+            if url is None:
+                with background_server(create_app(study, ledger)) as local_url:
+                    report = run(local_url, token, n, shares, seed, concurrency, psychometric,
+                                 progress=bar.update)
+            else:
+                report = run(url.rstrip("/"), token, n, shares, seed, concurrency, psychometric,
+                             progress=bar.update)
+    by = {}
+    for o in report.completed:
+        by[o.behaviour] = by.get(o.behaviour, 0) + 1
+    click.echo(f"{len(report.completed)} of {n} simulated participants submitted in "
+               f"{report.wall_seconds:.1f} s (" + ", ".join(f"{v} {k}" for k, v in sorted(by.items()))
+               + ")")
+    errors = {}
+    for o in report.failed:
+        errors[o.error] = errors.get(o.error, 0) + 1
+    for message, count in errors.items():
+        click.echo(f"  {count} not submitted: {message}", err=True)
+    if report.failed and not report.completed:
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------ review
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit review --study my-study
+""")
+@study_option
+def review(study_dir: Path) -> None:
+    """Score every submitted assignment by the [quality] rules; recommend what to do.
+
+    Excluding data from the analysis (any rule) and rejecting payment (only the
+    rule-defined fraud threshold, always with a message) are separate decisions.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from hitkit.survey.quality import review as run_review
+
+    study = open_study(study_dir)
+    with open_ledger(study) as ledger:
+        verdicts = run_review(ledger, study.config.quality)
+    table = Table(title=f"Quality of {len(verdicts)} submitted assignment(s)")
+    for name in ("assignment", "n", "catch", "repeat", "median RT", "fast", "side",
+                 "excluded", "payment"):
+        table.add_column(name, no_wrap=name != "excluded")
+
+    def fmt(value: float | None, pattern: str = "{:.2f}") -> str:
+        return "–" if value is None else pattern.format(value)
+
+    for q in verdicts:
+        table.add_row(q.assignment_id, str(q.responses), fmt(q.catch_accuracy),
+                      fmt(q.repeat_consistency), fmt(q.median_rt_ms, "{:.0f} ms"),
+                      fmt(q.fast_share, "{:.0%}"), fmt(q.side_bias),
+                      q.exclusion_reason or "no", "REJECT" if q.reject else "approve")
+    # a pipe or a log file gets the full width rather than rich's 80 columns
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console.print(table, markup=False)
+    excluded = sum(q.excluded for q in verdicts)
+    rejected = [q for q in verdicts if q.reject]
+    click.echo(f"\nRecommendation: keep {len(verdicts) - excluded} assignment(s) for analysis, "
+               f"exclude {excluded} by the pre-registered rules (export marks them).")
+    if rejected:
+        click.echo(f"Reject payment for {len(rejected)} assignment(s) under the fraud rule "
+                   f"(catch accuracy below {study.config.quality.reject_below_catch_accuracy:g}), "
+                   f"with the message: {study.config.quality.rejection_message!r}. "
+                   "Approve all others.")
+    else:
+        click.echo("Approve payment for every submitted assignment: none meets the fraud rule.")
+
+
+# ------------------------------------------------------------------ export
+
+
+@click.command(epilog="""\b
+Examples:
+  hitkit export --study my-study
+  hitkit export --study my-study --out /tmp/responses.parquet
+""")
+@study_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write (default: responses.parquet in the study folder).")
+def export(study_dir: Path, out: Path | None) -> None:
+    """Write responses.parquet: one row per response, pseudonymised, with factors."""
+    from hitkit.survey.export import export_responses
+    from hitkit.survey.pseudonym import SecretError
+
+    study = open_study(study_dir)
+    with open_ledger(study) as ledger:
+        try:
+            path, rows = export_responses(study, ledger, out)
+        except (TableError, SecretError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {rows} responses to {path}")
+
+
+COMMANDS = (design, serve, publish, collect, status, simulate, review, export)

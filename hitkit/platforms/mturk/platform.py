@@ -1,0 +1,657 @@
+"""MTurk through boto3 (`mturk`, us-east-1): HIT types, HITs, collect, review, bonuses, expire.
+
+Amazon closed Mechanical Turk on 2026-09-30. This backend stays for
+MTurk-compatible endpoints (`endpoint_url`) and for studies that must be
+re-run the way MTurk users expect; pointing it at a real Amazon endpoint
+prints the closure notice. Sandbox is the default; production needs
+`production=True`, a confirmation (or `yes=True`) and [platform].budget_cap.
+Credentials come only from boto3's standard chain (environment, profile,
+role); hitkit never reads, prints or stores them.
+
+Exactly once: each HIT is created with CreateHITWithHITType and a
+UniqueRequestToken derived from (study, batch, HIT) and journaled before the
+call; `HitAlreadyExists` gives the existing HIT back, and after an unknown
+outcome ListHITs is searched for the batch tag in RequesterAnnotation first
+(tokens only protect for 24 h). Approve/reject look at the assignment's
+state first; bonuses carry a UniqueRequestToken and are reconciled with
+ListBonusPayments. Every collected assignment's raw answer is archived in
+the ledger (MTurk deletes HITs after 120 days), without the WorkerId, which
+lives in `assignments.participant_key` only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from hitkit.platforms import records
+from hitkit.platforms.base import (
+    ActionSummary,
+    BatchStatus,
+    Bonus,
+    Checkpoint,
+    CollectResult,
+    PlatformError,
+    PublishResult,
+    no_checkpoint,
+)
+from hitkit.platforms.mturk.answers import parse_answers, submission_body
+from hitkit.platforms.mturk.question import external_question, html_page, html_question
+from hitkit.platforms.once import Transient, once, retrying
+from hitkit.study.config import Study
+from hitkit.study.fees import mturk_cost, to_cents
+from hitkit.survey.hits import active_design_id, hit_trials
+from hitkit.survey.ledger import Action, Ledger
+from hitkit.survey.submission import SubmissionError, parse_submission
+
+SANDBOX_URL = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
+PRODUCTION_URL = "https://mturk-requester.us-east-1.amazonaws.com"
+CLOSURE_NOTICE = ("Amazon closed Mechanical Turk on 2026-09-30 (see the notice on the MTurk API "
+                  "reference); its endpoints are not expected to answer. Use Prolific for new data, "
+                  "or endpoint_url for an MTurk-compatible service.")
+REWARD = re.compile(r"^[0-9]+(\.)?[0-9]{0,2}$")
+QUAL_APPROVAL_RATE = "000000000000000000L0"
+QUAL_NUMBER_APPROVED = "00000000000000000040"
+QUAL_LOCALE = "00000000000000000071"
+MASTERS = {"production": "2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "sandbox": "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"}
+TRANSIENT_CODES = {"ServiceFault", "ThrottlingException", "ServiceUnavailableException",
+                   "ServiceUnavailable", "RequestTimeout", "InternalFailure"}
+STATUSES = ["Submitted", "Approved", "Rejected"]
+
+
+def reward_string(amount: float | Decimal) -> str:
+    text = f"{to_cents(amount):.2f}"
+    if not REWARD.match(text) or Decimal(text) <= 0:
+        raise PlatformError(f"reward {amount!r}: must be a positive amount in USD with two decimals")
+    return text
+
+
+def is_amazon(endpoint: str) -> bool:
+    return (urlparse(endpoint).hostname or "").endswith(".amazonaws.com")
+
+
+class MTurkPlatform:
+    kind = "mturk"
+
+    def __init__(self, study: Study, ledger: Ledger, client: Any, *, environment: str,
+                 endpoint: str, checkpoint: Checkpoint = no_checkpoint,
+                 image_url: Callable[[str], str] | None = None, attempts: int = 4):
+        self.study, self.ledger, self.client = study, ledger, client
+        self.environment, self.endpoint = environment, endpoint
+        self.checkpoint = checkpoint
+        self.image_url = image_url
+        self.attempts = attempts
+        self.settings = study.config.platform.mturk
+        self.notes = [CLOSURE_NOTICE] if is_amazon(endpoint) else []
+
+    @classmethod
+    def open(cls, study: Study, ledger: Ledger, *, production: bool = False, yes: bool = False,
+             confirm: Callable[[str], bool] | None = None, endpoint_url: str | None = None,
+             client: Any = None, read_timeout: float = 30.0, attempts: int = 4,
+             checkpoint: Checkpoint = no_checkpoint,
+             image_url: Callable[[str], str] | None = None, image_base_url: str | None = None,
+             **_: Any) -> MTurkPlatform:
+        settings = study.config.platform.mturk
+        if image_base_url and image_url is None:
+            if not image_base_url.startswith("https://"):
+                raise PlatformError(f"image_base_url {image_base_url!r}: must be https://")
+            image_url = base_url_images(study, image_base_url)
+        if settings.production and not production:
+            raise PlatformError("[platform.mturk] production = true: also pass --production "
+                                "(spending real money is never implied by a file)")
+        endpoint = endpoint_url or settings.endpoint_url or (PRODUCTION_URL if production else SANDBOX_URL)
+        environment = "production" if production else "sandbox"
+        if production:
+            if study.config.platform.budget_cap is None:
+                raise PlatformError("--production needs [platform].budget_cap in study.toml")
+            if not yes:
+                question = (f"Publish to MTurk PRODUCTION at {endpoint} and spend real money "
+                            f"(budget cap ${study.config.platform.budget_cap:.2f})?")
+                if confirm is None or not confirm(question):
+                    raise PlatformError("not confirmed: pass --yes to publish to production")
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # credentials: boto3's standard chain only (env, shared files, SSO, role)
+            client = boto3.client("mturk", region_name="us-east-1", endpoint_url=endpoint,
+                                  config=Config(connect_timeout=10, read_timeout=read_timeout,
+                                                retries={"mode": "standard",
+                                                         "total_max_attempts": attempts}))
+        return cls(study, ledger, client, environment=environment, endpoint=endpoint,
+                   checkpoint=checkpoint, image_url=image_url, attempts=attempts)
+
+    # ------------------------------------------------------------ plumbing
+
+    def call(self, operation: str, scrub: tuple[str, ...] = (), **params: Any) -> dict:
+        """One API call; errors become Transient (outcome unknown) or PlatformError (refused)."""
+        return _guard(operation, scrub, lambda: getattr(self.client, _snake(operation))(**params))
+
+    def pages(self, operation: str, key: str, **params: Any) -> list[dict]:
+        """Every item of a paginated listing (botocore's paginator), re-listed on a transient error."""
+        def listing() -> list[dict]:
+            paginator = self.client.get_paginator(_snake(operation))
+            return _guard(operation, (), lambda: [
+                item for page in paginator.paginate(**params, PaginationConfig={"PageSize": 100})
+                for item in page.get(key, [])])
+        return retrying(listing, attempts=self.attempts)
+
+    def read(self, operation: str, **params: Any) -> dict:
+        return retrying(lambda: self.call(operation, **params), attempts=self.attempts)
+
+    def _once(self, key, kind, subject, request, send, reconcile=None):
+        return once(self.ledger, key, "mturk", kind, subject, request, send, reconcile=reconcile,
+                    checkpoint=self.checkpoint, attempts=self.attempts)
+
+    def _batch(self) -> Any:
+        batch = records.open_batch(self.ledger, "mturk")
+        if batch is None:
+            raise PlatformError("no open MTurk batch: run `hitkit publish --platform mturk`")
+        return batch
+
+    def annotation(self, batch_id: str, hit_id: str) -> str:
+        return f"hitkit;study={self.study.config.study.id};batch={batch_id};hit={hit_id}"[:255]
+
+    def token(self, batch_id: str, hit_id: str) -> str:
+        return records.digest(self.study.config.study.id, batch_id, hit_id, length=64)
+
+    # ------------------------------------------------------------ publish
+
+    def estimate(self):
+        hits = self.ledger.query("SELECT max_assignments FROM hits WHERE design_id = ? AND state = 'open'",
+                                 (active_design_id(self.ledger),))
+        per_hit = max((h["max_assignments"] for h in hits), default=1)
+        return mturk_cost(self.study.config.survey.reward, per_hit, len(hits), self.settings.masters)
+
+    def publish(self, *, new: bool = False) -> PublishResult:
+        survey = self.study.config.survey
+        reward = reward_string(survey.reward)
+        estimate = self.estimate()
+        cap = self.study.config.platform.budget_cap
+        if cap is not None and estimate.total > to_cents(cap):
+            raise PlatformError(f"estimated cost ${estimate.total} exceeds [platform].budget_cap "
+                                f"${cap:.2f} ({estimate.rate_note})")
+        batch = None if new else records.open_batch(self.ledger, "mturk")
+        created = batch is None
+        if created:
+            balance = Decimal(self.read("GetAccountBalance")["AvailableBalance"])
+            if balance < estimate.total:
+                raise PlatformError(f"MTurk balance ${balance} is below the estimated cost "
+                                    f"${estimate.total} ({estimate.rate_note})")
+            batch = records.create_batch(self.ledger, "mturk", estimate.assignments,
+                                         {"environment": self.environment,
+                                          "endpoint": self.endpoint})
+        batch_id = batch["batch_id"]
+        qual_id = self._participated_type() if self.settings.qualifications.exclude_past_participants else None
+        type_params = {
+            "Title": survey.title[:128],
+            "Description": (survey.instructions or survey.title)[:1999],
+            "Keywords": self.settings.keywords[:999],
+            "Reward": reward,
+            "AssignmentDurationInSeconds": self.settings.assignment_duration_minutes * 60,
+            "AutoApprovalDelayInSeconds": int(self.settings.auto_approval_days * 86400),
+            "QualificationRequirements": self._requirements(qual_id),
+        }
+        # CreateHITType is idempotent: the same properties give the same HITTypeId
+        hit_type = self._once(f"mturk:hit-type:{batch_id}", "create_hit_type", batch_id,
+                              {k: v for k, v in type_params.items() if k != "Description"},
+                              lambda a: {"HITTypeId": self.call("CreateHITType", **type_params)["HITTypeId"]},
+                              lambda a: None)["HITTypeId"]
+        records.set_external_id(self.ledger, batch_id, hit_type)
+        lifetime = int(self.settings.lifetime_days * 86400)
+        urls = []
+        for hit in self.ledger.query("SELECT hit_id, max_assignments FROM hits WHERE design_id = ?"
+                                     " AND state = 'open' ORDER BY ordinal", (batch["design_id"],)):
+            mturk_hit = self._create_hit(batch_id, hit_type, hit["hit_id"], hit["max_assignments"],
+                                         lifetime)
+            urls.append(self._worker_url(hit_type, mturk_hit))
+        self.ledger.event("batch_published", batch_id, platform="mturk", environment=self.environment)
+        return PublishResult("mturk", batch_id, hit_type, estimate.assignments, created, urls[:1],
+                             self.notes + [f"{self.environment}: {len(urls)} HITs, estimated cost "
+                                           f"${estimate.total} ({estimate.rate_note})"])
+
+    def _worker_url(self, hit_type: str, hit_id: str) -> str:
+        host = "worker.mturk.com" if self.environment == "production" else "workersandbox.mturk.com"
+        return f"https://{host}/projects/{hit_type}/tasks"
+
+    def _requirements(self, qual_id: str | None) -> list[dict]:
+        q = self.settings.qualifications
+        out = []
+        if q.min_approval_rate is not None:
+            out.append({"QualificationTypeId": QUAL_APPROVAL_RATE, "Comparator": "GreaterThanOrEqualTo",
+                        "IntegerValues": [q.min_approval_rate], "ActionsGuarded": "DiscoverPreviewAndAccept"})
+        if q.min_approved is not None:
+            out.append({"QualificationTypeId": QUAL_NUMBER_APPROVED, "Comparator": "GreaterThanOrEqualTo",
+                        "IntegerValues": [q.min_approved], "ActionsGuarded": "DiscoverPreviewAndAccept"})
+        if q.locales:
+            out.append({"QualificationTypeId": QUAL_LOCALE, "Comparator": "In",
+                        "LocaleValues": [{"Country": c} for c in q.locales],
+                        "ActionsGuarded": "DiscoverPreviewAndAccept"})
+        if self.settings.masters:
+            out.append({"QualificationTypeId": MASTERS[self.environment], "Comparator": "Exists",
+                        "ActionsGuarded": "DiscoverPreviewAndAccept"})
+        if qual_id:
+            out.append({"QualificationTypeId": qual_id, "Comparator": "DoesNotExist",
+                        "ActionsGuarded": "DiscoverPreviewAndAccept"})
+        if len(out) > 10:
+            raise PlatformError("MTurk allows at most 10 qualification requirements")
+        return out
+
+    def _participated_type(self) -> str:
+        """The study's "already participated" qualification type (granted silently on collect).
+
+        Names are unique per requester and MTurk cannot look one up by name through this
+        API subset, so a create whose outcome was lost is retried under the next name:
+        the orphan type costs nothing and is never used.
+        """
+        base = f"hitkit {self.study.config.study.id} participated"
+        for n in range(10):
+            key = f"mturk:qualification-type:{self.study.config.study.id}:{n}"
+            row = self.ledger.query_one("SELECT state, response FROM actions WHERE idempotency_key = ?", (key,))
+            if row is not None and row["state"] in ("failed", "sent"):
+                continue  # refused, or its outcome unknown: that name may be taken
+            name = base if n == 0 else f"{base} ({n + 1})"
+            params = {"Name": name, "QualificationTypeStatus": "Active",
+                      "Description": "Took part in this study before (hitkit sets it; repeat "
+                                     "participation is excluded)."}
+            try:
+                reply = once(self.ledger, key, "mturk", "create_qualification_type", None, {"name": name},
+                             lambda a, p=params: {"id": self.call("CreateQualificationType", **p)
+                                                  ["QualificationType"]["QualificationTypeId"]},
+                             checkpoint=self.checkpoint, attempts=1)
+            except PlatformError:
+                continue
+            return reply["id"]
+        raise PlatformError("could not create the 'participated' qualification type")
+
+    def _question(self, hit_id: str) -> str:
+        if self.settings.question == "external":
+            return external_question(self.settings.external_url)
+        from hitkit.study.images import load_images
+
+        images = load_images(self.study.root)
+        url = self.image_url or (lambda image_id: _inline(images, image_id))
+        survey = self.study.config.survey
+        page = html_page(survey.title, survey.instructions, hit_trials(self.ledger, hit_id), url)
+        return html_question(page)
+
+    def _create_hit(self, batch_id: str, hit_type: str, hit_id: str, places: int,
+                    lifetime: int) -> str:
+        key = f"mturk:create-hit:{batch_id}:{hit_id}"
+        done = self.ledger.query_one("SELECT state, response FROM actions WHERE idempotency_key = ?", (key,))
+        if done is not None and done["state"] == "done":
+            return self.ledger.journal(key, "mturk", "create_hit", hit_id).response["HITId"]
+        annotation = self.annotation(batch_id, hit_id)
+        token = self.token(batch_id, hit_id)
+        params = {"HITTypeId": hit_type, "MaxAssignments": places, "LifetimeInSeconds": lifetime,
+                  "Question": self._question(hit_id), "RequesterAnnotation": annotation,
+                  "UniqueRequestToken": token}
+
+        def send(action: Action) -> dict:
+            try:
+                return {"HITId": self.call("CreateHITWithHITType", **params)["HIT"]["HITId"]}
+            except MTurkRefused as exc:
+                if exc.turk_code == "AWS.MechanicalTurk.HitAlreadyExists":
+                    found = re.search(r"\b([A-Z0-9]{20,64})\b", exc.message)
+                    if found:
+                        return {"HITId": found.group(1), "recovered": "HitAlreadyExists"}
+                    return self._find_hit(annotation) or _raise(exc)
+                raise
+
+        reply = self._once(key, "create_hit", hit_id,
+                           {"annotation": annotation, "token": token, "places": places},
+                           send, lambda a: self._find_hit(annotation))
+        return reply["HITId"]
+
+    def _find_hit(self, annotation: str) -> dict | None:
+        for hit in self._list_hits():
+            if hit.get("RequesterAnnotation") == annotation:
+                return {"HITId": hit["HITId"], "recovered": "ListHITs"}
+        return None
+
+    def _list_hits(self) -> list[dict]:
+        return self.pages("ListHITs", "HITs")
+
+    def batch_hits(self, batch_id: str) -> dict[str, str]:
+        """MTurk HITId -> hitkit hit_id for the batch: the journal, plus orphans found by tag."""
+        out = {}
+        for row in self.ledger.query("SELECT subject, response FROM actions WHERE kind = 'create_hit'"
+                                     " AND platform = 'mturk' AND state = 'done'"
+                                     " AND idempotency_key LIKE ?", (f"mturk:create-hit:{batch_id}:%",)):
+            import json
+
+            out[json.loads(row["response"])["HITId"]] = row["subject"]
+        prefix = f"hitkit;study={self.study.config.study.id};batch={batch_id};hit="
+        for hit in self._list_hits():
+            tag = hit.get("RequesterAnnotation") or ""
+            if tag.startswith(prefix) and hit["HITId"] not in out:
+                out[hit["HITId"]] = tag[len(prefix):]
+        return out
+
+    # ------------------------------------------------------------- status
+
+    def status(self) -> BatchStatus:
+        batch = self._batch()
+        counts: dict[str, int] = {}
+        states = set()
+        for mturk_hit in self.batch_hits(batch["batch_id"]):
+            hit = self.read("GetHIT", HITId=mturk_hit)["HIT"]
+            states.add(hit["HITStatus"])
+            for name, field in (("pending", "NumberOfAssignmentsPending"),
+                                ("available", "NumberOfAssignmentsAvailable"),
+                                ("completed", "NumberOfAssignmentsCompleted")):
+                counts[name] = counts.get(name, 0) + int(hit.get(field) or 0)
+        return BatchStatus("mturk", batch["batch_id"], batch["external_id"],
+                           ",".join(sorted(states)) or "none", batch["places"], counts)
+
+    # ------------------------------------------------------------ collect
+
+    def _assignments(self, mturk_hit: str) -> list[dict]:
+        # Approved too: auto-approval turns Submitted into Approved without telling anyone
+        return self.pages("ListAssignmentsForHIT", "Assignments", HITId=mturk_hit,
+                          AssignmentStatuses=STATUSES)
+
+    def collect(self) -> CollectResult:
+        batch = self._batch()
+        reward = to_cents(self.study.config.survey.reward)
+        qual_id = None
+        if self.settings.qualifications.exclude_past_participants:
+            qual_id = self._participated_type()
+        new, awaiting, approved, rejected, problems = 0, [], 0, 0, []
+        for mturk_hit, hit_id in sorted(self.batch_hits(batch["batch_id"]).items()):
+            trials = hit_trials(self.ledger, hit_id)
+            for a in self._assignments(mturk_hit):
+                worker = a["WorkerId"]
+                raw = {k: (v.isoformat() if isinstance(v, datetime) else v)
+                       for k, v in a.items() if k != "WorkerId"}
+                records.archive_raw(self.ledger, "mturk", a["AssignmentId"], raw)
+                aid = self._submitted_in_app(a["AssignmentId"])
+                if aid is None:
+                    try:
+                        submission = parse_submission(
+                            submission_body(parse_answers(a.get("Answer"))), trials)
+                    except (PlatformError, SubmissionError) as exc:
+                        problems.append(f"MTurk assignment {a['AssignmentId']}: {exc} "
+                                        "(raw answer archived in the ledger)")
+                        continue
+                    submitted = a.get("SubmitTime")
+                    aid, created = records.store_submission(
+                        self.ledger, hit_id=hit_id, batch_id=batch["batch_id"], platform="mturk",
+                        participant_key=f"mturk:{worker}", platform_assignment_id=a["AssignmentId"],
+                        submission=submission,
+                        submitted_at=submitted.isoformat() if isinstance(submitted, datetime) else None)
+                    new += created
+                if qual_id:
+                    self._once(f"mturk:qualify:{a['AssignmentId']}", "qualify_worker", aid,
+                               {"qualification": qual_id},
+                               lambda act, w=worker: self.call(
+                                   "AssociateQualificationWithWorker", scrub=(w,),
+                                   QualificationTypeId=qual_id, WorkerId=w, IntegerValue=1,
+                                   SendNotification=False) and {})
+                status = a["AssignmentStatus"]
+                if status == "Approved":
+                    records.record_review(self.ledger, aid, "approved", reward, "USD", None)
+                    approved += 1
+                elif status == "Rejected":
+                    records.record_review(self.ledger, aid, "rejected", None, "USD", None)
+                    rejected += 1
+                else:
+                    awaiting.append(aid)
+        self.ledger.event("collected", batch["batch_id"], platform="mturk", new=new,
+                          awaiting_review=len(awaiting), problems=len(problems))
+        return CollectResult("mturk", new, awaiting, approved, rejected, 0, problems)
+
+    def _submitted_in_app(self, mturk_assignment: str) -> str | None:
+        """The hitkit assignment an ExternalQuestion participant submitted through the survey
+        app (its answer on MTurk carries only the completion code), or None."""
+        row = self.ledger.query_one(
+            "SELECT assignment_id FROM assignments WHERE platform = 'mturk'"
+            " AND platform_assignment_id = ? AND state != 'started'", (mturk_assignment,))
+        return row["assignment_id"] if row else None
+
+    def _platform_ids(self, assignment_ids: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+        found, missing = {}, {}
+        for aid in assignment_ids:
+            row = self.ledger.query_one("SELECT * FROM assignments WHERE assignment_id = ? AND"
+                                        " platform = 'mturk'", (aid,))
+            if row is None or not row["platform_assignment_id"]:
+                missing[aid] = "not an MTurk assignment in the ledger: run `hitkit collect` first"
+            else:
+                found[aid] = row
+        return found, missing
+
+    # ------------------------------------------------------ approve/reject
+
+    def _review(self, assignment_ids: list[str], target: str, message: str | None) -> ActionSummary:
+        found, failed = self._platform_ids(assignment_ids)
+        reward = to_cents(self.study.config.survey.reward)
+        operation = "ApproveAssignment" if target == "Approved" else "RejectAssignment"
+        done, already = [], []
+        for aid, row in found.items():
+            pid = row["platform_assignment_id"]
+            key = f"mturk:{target.lower()[:-1]}:{pid}"
+            prior = self.ledger.query_one("SELECT state FROM actions WHERE idempotency_key = ?", (key,))
+
+            def current(action: Action | None = None, pid=pid, aid=aid) -> dict | None:
+                state = self.read("GetAssignment", AssignmentId=pid)["Assignment"]["AssignmentStatus"]
+                if state == target:
+                    return {"status": state}
+                if state != "Submitted":
+                    raise PlatformError(f"assignment {aid} is {state} on MTurk; cannot make it {target}")
+                return None
+
+            try:
+                if prior is None or prior["state"] != "done":
+                    # no tokens on approve/reject: look at the state before sending
+                    seen = current()
+                    if seen is not None:
+                        self.ledger.journal(key, "mturk", operation, aid, {"assignment": pid})
+                        self.ledger.settle(key, "done", {**seen, "observed": True})
+                params = {"AssignmentId": pid}
+                if message:
+                    params["RequesterFeedback"] = message[:1024]
+                self._once(key, operation, aid, {"assignment": pid},
+                           lambda a, p=params: self.call(operation, **p) and {"status": target},
+                           current)
+            except PlatformError as exc:
+                failed[aid] = str(exc)
+                continue
+            state = "approved" if target == "Approved" else "rejected"
+            records.record_review(self.ledger, aid, state, reward if state == "approved" else None,
+                                  "USD", key, message if state == "rejected" else None)
+            (already if prior is not None and prior["state"] == "done" else done).append(aid)
+        return ActionSummary(done, already, failed)
+
+    def approve(self, assignment_ids: list[str]) -> ActionSummary:
+        return self._review(assignment_ids, "Approved", None)
+
+    def reject(self, assignment_ids: list[str], message: str) -> ActionSummary:
+        if not message.strip():
+            raise PlatformError("MTurk needs a rejection message ([quality].rejection_message)")
+        return self._review(assignment_ids, "Rejected", message)
+
+    # -------------------------------------------------------------- bonus
+
+    def bonus(self, bonuses: list[Bonus]) -> ActionSummary:
+        payment_ids = records.plan_bonuses(self.ledger, bonuses, "USD")
+        balance = None
+        done, already, failed = [], [], {}
+        for row in records.payments(self.ledger, payment_ids):
+            if row["state"] == "paid":
+                already.append(row["payment_id"])
+                continue
+            found, missing = self._platform_ids([row["assignment_id"]])
+            if missing:
+                failed[row["payment_id"]] = missing[row["assignment_id"]]
+                continue
+            a = found[row["assignment_id"]]
+            worker = a["participant_key"].split(":", 1)[1]
+            pid = a["platform_assignment_id"]
+            amount = reward_string(Decimal(row["amount"]))
+            key = f"mturk:bonus:{row['payment_id']}"
+            if row["action_key"] is None:
+                self.ledger.journal(key, "mturk", "send_bonus", row["assignment_id"],
+                                    {"payment": row["payment_id"], "amount": amount})
+                records.bind_payments(self.ledger, [row["payment_id"]], key)
+            if balance is None:
+                balance = Decimal(self.read("GetAccountBalance")["AvailableBalance"])
+            params = {"WorkerId": worker, "AssignmentId": pid, "BonusAmount": amount,
+                      "Reason": row["reason"], "UniqueRequestToken": records.digest(key, length=64)}
+
+            def paid(action: Action | None = None, pid=pid, amount=amount, reason=row["reason"]):
+                for b in self.pages("ListBonusPayments", "BonusPayments", AssignmentId=pid):
+                    if b.get("Reason") == reason and Decimal(b["BonusAmount"]) == Decimal(amount):
+                        return {"reconciled": "ListBonusPayments"}
+                return None
+
+            def send(action: Action, p=params, paid=paid, worker=worker) -> dict:
+                try:
+                    self.call("SendBonus", scrub=(worker,), **p)
+                except MTurkRefused as exc:
+                    # the token was used already: the bonus went out in an earlier attempt
+                    if "UniqueRequestToken" in exc.message and paid() is not None:
+                        return {"reconciled": "token"}
+                    raise
+                return {"sent": True}
+
+            try:
+                self._once(key, "send_bonus", row["assignment_id"],
+                           {"payment": row["payment_id"], "amount": amount}, send, paid)
+            except PlatformError as exc:
+                failed[row["payment_id"]] = str(exc)
+                continue
+            records.settle_payments(self.ledger, [row["payment_id"]], "paid")
+            done.append(row["payment_id"])
+        return ActionSummary(done, already, failed)
+
+    # ------------------------------------------------------------- expire
+
+    def expire(self, delete: bool = False) -> list[str]:
+        """Expire the batch's HITs now (and delete the reviewed ones when `delete`)."""
+        batch = self._batch()
+        expired = []
+        for mturk_hit in sorted(self.batch_hits(batch["batch_id"])):
+            # idempotent: expiring an expired HIT again changes nothing
+            retrying(lambda h=mturk_hit: self.call("UpdateExpirationForHIT", HITId=h,
+                                                   ExpireAt=datetime(2015, 1, 1, tzinfo=UTC)))
+            expired.append(mturk_hit)
+            if delete:
+                try:
+                    retrying(lambda h=mturk_hit: self.call("DeleteHIT", HITId=h))
+                except MTurkRefused as exc:
+                    if "Disposed" not in exc.message:
+                        raise
+        self.ledger.event("batch_expired", batch["batch_id"], hits=len(expired), deleted=delete)
+        records.close_batch(self.ledger, batch["batch_id"])
+        return expired
+
+
+def hitkit_hit_for(ledger: Ledger, mturk_hit_id: str) -> str | None:
+    """The hitkit HIT behind an MTurk HITId (for an ExternalQuestion arrival's hitId)."""
+    row = ledger.query_one("SELECT subject FROM actions WHERE platform = 'mturk' AND"
+                           " kind = 'create_hit' AND state = 'done'"
+                           " AND json_extract(response, '$.HITId') = ?", (mturk_hit_id,))
+    return row["subject"] if row is not None else None
+
+
+def image_name(secret: bytes, image_id: str, suffix: str) -> str:
+    """An image's public file name: a keyed hash, so a URL cannot tell a target from a foil."""
+    from hitkit.survey.pseudonym import pseudonym
+
+    return pseudonym(secret, "image:" + image_id)[:32] + suffix
+
+
+def export_images(study: Study, ledger: Ledger, folder: str | Path) -> int:
+    """Copy the images of the open HITs to `folder` under their public names (upload it to
+    the host behind `image_base_url`); returns how many were written."""
+    from hitkit.study.images import load_images
+    from hitkit.survey.pseudonym import load_or_create_secret
+
+    secret = load_or_create_secret(study.secret_path)
+    images = load_images(study.root)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for row in ledger.query("SELECT t.query, t.options FROM trials t JOIN hits h USING (hit_id)"
+                            " WHERE h.state = 'open'"):
+        import json
+
+        wanted |= set(json.loads(row["query"])) | set(json.loads(row["options"]))
+    for image_id in sorted(wanted):
+        suffix = Path(urlparse(images.uris[image_id]).path).suffix.lower()
+        (folder / image_name(secret, image_id, suffix)).write_bytes(images.read(image_id))
+    return len(wanted)
+
+
+def base_url_images(study: Study, base_url: str) -> Callable[[str], str]:
+    from hitkit.study.images import load_images
+    from hitkit.survey.pseudonym import load_or_create_secret
+
+    secret = load_or_create_secret(study.secret_path)
+    images = load_images(study.root)
+
+    def url(image_id: str) -> str:
+        suffix = Path(urlparse(images.uris[image_id]).path).suffix.lower()
+        return f"{base_url.rstrip('/')}/{image_name(secret, image_id, suffix)}"
+
+    return url
+
+
+class MTurkRefused(PlatformError):
+    def __init__(self, operation: str, code: str, turk_code: str, message: str):
+        super().__init__(f"MTurk {operation}: {turk_code or code}: {message}")
+        self.code, self.turk_code, self.message = code, turk_code, message
+
+
+def _guard(operation: str, scrub: tuple[str, ...], fn: Callable[[], Any]) -> Any:
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        ReadTimeoutError,
+    )
+
+    try:
+        return fn()
+    except (ReadTimeoutError, ConnectionError, HTTPClientError) as exc:
+        raise Transient(f"MTurk {operation}: {type(exc).__name__}") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        turk = exc.response.get("TurkErrorCode") or ""
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = _scrub(error.get("Message", ""), scrub)
+        if code in TRANSIENT_CODES or status >= 500:
+            raise Transient(f"MTurk {operation}: {code} {message}") from None
+        raise MTurkRefused(operation, code, turk, message) from None
+    except BotoCoreError as exc:
+        raise Transient(f"MTurk {operation}: {type(exc).__name__}") from None
+
+
+def _raise(exc: Exception):
+    raise exc
+
+
+def _snake(operation: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower().replace("h_i_t", "hit")
+
+
+def _scrub(message: str, secrets: tuple[str, ...]) -> str:
+    for value in secrets:
+        if value:
+            message = message.replace(value, "<worker>")
+    return message
+
+
+def _inline(images, image_id: str) -> str:
+    import base64
+
+    data = images.read(image_id)
+    return f"data:{images.media_type(image_id)};base64," + base64.b64encode(data).decode("ascii")
+

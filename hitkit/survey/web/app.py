@@ -1,0 +1,424 @@
+"""The participant web app and its JSON API (Starlette, served by uvicorn).
+
+Routes
+  GET  /                              the page (consent, instructions, practice, trials)
+  GET  /api/preview                   a sample trial for preview mode (no assignment, no answers)
+  POST /api/assignments               start or resume: {"token"} | Prolific | MTurk parameters
+  GET  /api/assignments/{id}          the HIT's trials without answers (+ the practice trial)
+  POST /api/assignments/{id}/submit   the responses (validated, idempotent)
+  GET  /img/{id}/{trial}/{slot}       image bytes by position (q0.., o0..), never by image ID
+  GET  /healthz
+
+Every error is JSON ``{"error": {"field": ..., "message": ...}}`` with a 4xx
+status; a rejected submission is logged in the ledger's events. Raw platform
+IDs are never echoed, logged or put into an error message.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from hitkit.study.config import Study
+from hitkit.study.images import ImageError, ImageStore, load_images
+from hitkit.survey.assignments import (
+    Arrival,
+    Assignment,
+    AssignmentError,
+    get_assignment,
+    start_assignment,
+    submit,
+)
+from hitkit.survey.design import Trial
+from hitkit.survey.hits import hit_practice, hit_trials
+from hitkit.survey.ledger import Ledger
+from hitkit.survey.submission import MAX_BODY_BYTES, SubmissionError, decode_body, parse_submission
+
+HERE = Path(__file__).parent
+PLATFORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+SLOT = re.compile(r"^([qo])(\d{1,2})$")
+MOBILE_UA = re.compile(r"Mobi|Android|iPhone|iPad", re.IGNORECASE)
+
+
+def error(field: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": {"field": field, "message": message}}, status_code=status)
+
+
+CompletionUrl = Callable[[Assignment], str | None]
+HitFor = Callable[[str], str | None]  # a platform's HIT ID -> the hitkit HIT behind it, if any
+
+
+class SurveyApp:
+    """State shared by the routes: the study, its ledger, its images, cached trials."""
+
+    def __init__(self, study: Study, ledger: Ledger, images: ImageStore,
+                 completion_urls: dict[str, CompletionUrl] | None = None,
+                 hit_for: dict[str, HitFor] | None = None):
+        self.study = study
+        self.ledger = ledger
+        self.images = images
+        # platform -> where a finished participant is sent back to (None: show the code only)
+        self.completion_urls = dict(completion_urls or {})
+        # platform -> the hitkit HIT behind the platform's own HIT ID (MTurk hands out places)
+        self.hit_for = dict(hit_for or {})
+        self._trials: dict[str, list[Trial]] = {}
+        # image lookups by position, cached: an assignment's HIT and a HIT's trials never change
+        self._hit_of: dict[str, str] = {}
+        self._shown: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+        )
+
+    @property
+    def hold_minutes(self) -> float:
+        # an abandoned assignment frees its place after three times the time estimate
+        return max(30.0, 3 * self.study.config.survey.time_estimate_minutes)
+
+    def completion(self, assignment: Assignment, code: str) -> dict[str, Any]:
+        """The completion code, and the platform's return URL when it has one."""
+        body: dict[str, Any] = {"completion_code": code}
+        make_url = self.completion_urls.get(assignment.platform)
+        url = make_url(assignment) if make_url else None
+        if url:
+            body["completion_url"] = url
+        return body
+
+    def pin_hit(self, arrival: Arrival) -> Arrival:
+        """An arrival on a platform that hands out places itself (an MTurk ExternalQuestion):
+        the hitkit HIT behind the platform's HIT ID (one it did not publish gets the
+        least-filled HIT)."""
+        hit_for = self.hit_for.get(arrival.platform)
+        hit_id = hit_for(arrival.platform_hit_id) if hit_for else None
+        return replace(arrival, hit_id=hit_id) if hit_id else arrival
+
+    def trials(self, hit_id: str) -> list[Trial]:
+        with self._lock:
+            cached = self._trials.get(hit_id)
+        if cached is None:
+            cached = hit_trials(self.ledger, hit_id)
+            with self._lock:
+                self._trials[hit_id] = cached
+        return cached
+
+    # ------------------------------------------------------------- pages
+
+    async def page(self, request: Request) -> Response:
+        survey = self.study.config.survey
+        params = request.query_params
+        preview = (
+            params.get("preview") == "1"
+            or params.get("assignmentId") == MTURK_PREVIEW
+            or not any(k in params for k in ("token", "PROLIFIC_PID", "workerId"))
+        )
+        mobile = survey.desktop_only and bool(MOBILE_UA.search(request.headers.get("user-agent", "")))
+        html = self.templates.get_template("survey.html").render(
+            title=survey.title, consent=survey.consent, instructions=survey.instructions,
+            task=survey.task, k=survey.k or 2, practice=survey.practice,
+            desktop_only=survey.desktop_only, preview=preview, mobile=mobile,
+            time_estimate=survey.time_estimate_minutes,
+        )
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    async def preview(self, request: Request) -> Response:
+        row = await run_in_threadpool(
+            self.ledger.query_one,
+            "SELECT hit_id FROM hits WHERE state = 'open' ORDER BY ordinal LIMIT 1")
+        if row is None:
+            return error("study", "no HITs yet: run `hitkit design`", 404)
+        practice = await run_in_threadpool(hit_practice, self.ledger, row["hit_id"])
+        return JSONResponse({
+            "task": self.study.config.survey.task,
+            "query": [f"/img/preview/q{i}" for i in range(len(practice["query"]))],
+            "options": [f"/img/preview/o{i}" for i in range(len(practice["options"]))],
+        })
+
+    # --------------------------------------------------------------- API
+
+    async def start(self, request: Request) -> Response:
+        try:
+            data = decode_body(await read_body(request, 8 * 1024))
+        except SubmissionError as exc:
+            return error(exc.field, exc.message, exc.status)
+        if not isinstance(data, dict):
+            return error("body", "must be a JSON object", 400)
+        try:
+            arrival, minted = arrival_from(data)
+        except SubmissionError as exc:
+            return error(exc.field, exc.message, exc.status)
+        try:
+            if arrival.platform_hit_id:
+                arrival = await run_in_threadpool(self.pin_hit, arrival)
+            assignment = await run_in_threadpool(
+                start_assignment, self.ledger, arrival, self.hold_minutes)
+        except AssignmentError as exc:
+            return error(exc.field, exc.message, exc.status)
+        body: dict[str, Any] = {
+            "assignment_id": assignment.assignment_id,
+            "state": assignment.state,
+            "resumed": assignment.resumed,
+        }
+        if minted:
+            body["participant"] = minted
+        if assignment.state != "started":
+            body.update(self.completion(assignment, assignment.completion_code))
+        return JSONResponse(body, status_code=200 if assignment.resumed else 201)
+
+    async def fetch(self, request: Request) -> Response:
+        assignment_id = request.path_params["assignment_id"]
+        assignment = await run_in_threadpool(get_assignment, self.ledger, assignment_id)
+        if assignment is None:
+            return error("assignment", "no such assignment", 404)
+        trials = await run_in_threadpool(self.trials, assignment.hit_id)
+        practice = await run_in_threadpool(hit_practice, self.ledger, assignment.hit_id)
+        survey = self.study.config.survey
+        base = f"/img/{assignment_id}"
+        body: dict[str, Any] = {
+            "assignment_id": assignment_id,
+            "state": assignment.state,
+            "task": survey.task,
+            "trials": [
+                {
+                    "trial_id": t.trial_id,
+                    "query": [f"{base}/{t.trial_id}/q{i}" for i in range(len(t.query))],
+                    "options": [f"{base}/{t.trial_id}/o{i}" for i in range(len(t.options))],
+                }
+                for t in trials
+            ],
+        }
+        if survey.practice and practice:
+            # the practice trial is not data: its answer is sent so the page can give feedback
+            body["practice"] = {
+                "query": [f"{base}/practice/q{i}" for i in range(len(practice["query"]))],
+                "options": [f"{base}/practice/o{i}" for i in range(len(practice["options"]))],
+                "answer": practice["answer"],
+            }
+        if assignment.state != "started":
+            body.update(self.completion(assignment, assignment.completion_code))
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    async def submit(self, request: Request) -> Response:
+        assignment_id = request.path_params["assignment_id"]
+        assignment = await run_in_threadpool(get_assignment, self.ledger, assignment_id)
+        if assignment is None:
+            return error("assignment", "no such assignment", 404)
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+            trials = await run_in_threadpool(self.trials, assignment.hit_id)
+            submission = parse_submission(decode_body(body), trials)
+        except SubmissionError as exc:
+            await run_in_threadpool(
+                self.ledger.event, "submit_rejected", assignment_id,
+                field=exc.field, message=exc.message, status=exc.status)
+            return error(exc.field, exc.message, exc.status)
+        try:
+            receipt = await run_in_threadpool(submit, self.ledger, assignment_id, submission)
+        except AssignmentError as exc:
+            body = {"error": {"field": exc.field, "message": exc.message}}
+            if exc.status == 409:
+                body.update(self.completion(assignment, assignment.completion_code))
+            return JSONResponse(body, status_code=exc.status)
+        return JSONResponse({
+            "assignment_id": assignment_id,
+            **self.completion(assignment, receipt.completion_code),
+            "stored": receipt.stored,
+            "duplicate": receipt.duplicate,
+        })
+
+    # ------------------------------------------------------------ images
+
+    async def image(self, request: Request) -> Response:
+        owner = request.path_params["owner"]
+        trial_id = request.path_params["trial"]
+        slot = SLOT.match(request.path_params["slot"])
+        if slot is None:
+            return error("slot", "must be q<N> or o<N>", 404)
+        shown = self._shown.get((owner, trial_id))
+        if shown is None:
+            shown = await run_in_threadpool(self._images_shown, owner, trial_id)
+        images = shown.get("query" if slot.group(1) == "q" else "options", ()) if shown else ()
+        index = int(slot.group(2))
+        if index >= len(images):
+            return error("image", "no such image", 404)
+        image_id = images[index]
+        try:
+            data = self.images.cached(image_id) or await run_in_threadpool(self.images.read, image_id)
+        except ImageError:
+            return error("image", "image file missing on the server", 404)
+        return Response(data, media_type=self.images.media_type(image_id),
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    def _images_shown(self, owner: str, trial_id: str) -> dict[str, tuple[str, ...]] | None:
+        """The image IDs a trial (or the practice/preview trial) shows, by role and position."""
+        if owner == "preview":
+            row = self.ledger.query_one(
+                "SELECT hit_id FROM hits WHERE state = 'open' ORDER BY ordinal LIMIT 1")
+            practice = hit_practice(self.ledger, row["hit_id"]) if row else None
+            # the preview follows the open design: not cached
+            return ({"query": tuple(practice["query"]), "options": tuple(practice["options"])}
+                    if practice else None)
+        hit_id = self._hit_of.get(owner)
+        if hit_id is None:
+            assignment = get_assignment(self.ledger, owner)
+            if assignment is None:
+                return None
+            hit_id = self._hit_of.setdefault(owner, assignment.hit_id)
+        if trial_id == "practice":
+            practice = hit_practice(self.ledger, hit_id)
+            shown = {"query": tuple(practice["query"]), "options": tuple(practice["options"])}
+        else:
+            found = [t for t in self.trials(hit_id) if t.trial_id == trial_id]
+            if not found:
+                return None
+            shown = {"query": found[0].query, "options": found[0].options}
+        with self._lock:
+            if len(self._shown) < 200_000:
+                self._shown[(owner, trial_id)] = shown
+        return shown
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing to buffer more than `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise SubmissionError("body", f"{declared} bytes exceeds the limit of {limit}", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise SubmissionError("body", f"more than {limit} bytes (the limit)", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _platform_id(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not PLATFORM_ID.match(value):
+        # the value itself is never echoed: it may be a personal identifier
+        raise SubmissionError(name, "must be 1-128 letters, digits, '-' or '_'", status=400)
+    return value
+
+
+def arrival_from(data: dict[str, Any]) -> tuple[Arrival, str | None]:
+    """How the participant is identified: a local token, Prolific or MTurk parameters."""
+    if "PROLIFIC_PID" in data:
+        pid = _platform_id(data, "PROLIFIC_PID")
+        study = _platform_id(data, "STUDY_ID")
+        session = _platform_id(data, "SESSION_ID")
+        return Arrival("prolific", f"prolific:{pid}", platform_assignment_id=study,
+                       platform_session_id=session), None
+    if "workerId" in data:
+        worker = _platform_id(data, "workerId")
+        assignment = _platform_id(data, "assignmentId")
+        hit = _platform_id(data, "hitId")
+        if assignment == MTURK_PREVIEW:
+            raise SubmissionError("assignmentId", "preview: accept the HIT first", status=403)
+        return Arrival("mturk", f"mturk:{worker}", platform_assignment_id=assignment,
+                       platform_hit_id=hit), None
+    if "token" in data:
+        token = _platform_id(data, "token")
+        minted = None
+        if "participant" in data:
+            participant = _platform_id(data, "participant")
+        else:
+            participant = minted = secrets.token_hex(8)
+        return Arrival("local", f"local:{token}", link_token=token,
+                       link_participant=participant), minted
+    raise SubmissionError(
+        "body", "give token (local), PROLIFIC_PID/STUDY_ID/SESSION_ID (Prolific) or "
+        "workerId/assignmentId/hitId (MTurk)", status=400)
+
+
+def create_app(study: Study, ledger: Ledger | None = None,
+               completion_urls: dict[str, CompletionUrl] | None = None,
+               hit_for: dict[str, HitFor] | None = None) -> Starlette:
+    """The app. The platforms' parts come in as callbacks (hitkit.platforms.app_callbacks):
+    `completion_urls` maps a platform to its return URL for a finished assignment, and
+    `hit_for` maps a platform to the lookup of the hitkit HIT behind its own HIT ID."""
+    ledger = ledger or Ledger.for_study(study.root)
+    app_state = SurveyApp(study, ledger, load_images(study.root), completion_urls, hit_for)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return error("path" if exc.status_code == 404 else "request", str(exc.detail), exc.status_code)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return error("server", "internal error; the request was not stored", 500)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    routes = [
+        Route("/", app_state.page),
+        Route("/healthz", health),
+        Route("/api/preview", app_state.preview),
+        Route("/api/assignments", app_state.start, methods=["POST"]),
+        Route("/api/assignments/{assignment_id}", app_state.fetch),
+        Route("/api/assignments/{assignment_id}/submit", app_state.submit, methods=["POST"]),
+        Route("/img/{owner}/{trial}/{slot}", app_state.image),
+        Route("/img/{owner}/{slot}", _preview_image(app_state)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error,
+                                                       Exception: server_error},
+                    middleware=[Middleware(SecurityHeaders)])
+    app.state.survey = app_state
+    return app
+
+
+class SecurityHeaders:
+    """No inline script, no third-party content, no referrer (URLs carry participant IDs).
+
+    form-action allows https: for MTurk's external-submit form; frames are allowed
+    because MTurk shows an external question inside an iframe.
+    """
+
+    HEADERS = [
+        (b"content-security-policy",
+         b"default-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; "
+         b"form-action 'self' https:"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + self.HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _preview_image(app_state: SurveyApp):
+    async def handler(request: Request) -> Response:
+        if request.path_params["owner"] != "preview":
+            return error("image", "no such image", 404)
+        request.path_params["trial"] = "practice"
+        return await app_state.image(request)
+    return handler
+
