@@ -132,7 +132,7 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
         echo(line)
         lines.append(line)
 
-    _, prior_lines = checks.prior_predictive(model, data, choices, seed=settings.seed)
+    _, prior_lines = checks.prior_predictive(model, data, seed=settings.seed)
     for line in prior_lines:
         echo(line)
     lines += prior_lines
@@ -174,7 +174,7 @@ def run_analysis(study: Study, *, include_excluded: bool = False, compare: bool 
     result.effects = effects.effects_table(draws, data, choices, post, analysis.target)
     result.alignment = effects.alignment_table(draws, data)
     result.sds = effects.sd_table(post, choices, gate.diagnostics)
-    result.ppc = checks.posterior_predictive(post, data, choices, seed=settings.seed)
+    result.ppc = checks.posterior_predictive(model, post, data, seed=settings.seed)
     result.crosscheck = checks.statsmodels_check(post, data, choices)
     write_csv(result.effects, folder / "effects.csv", index=False)
     write_csv(result.alignment, folder / "alignment.csv", index=False)

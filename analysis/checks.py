@@ -14,38 +14,27 @@ import xarray as xr
 
 from analysis.data import AnalysisData
 from analysis.effects import _draws
-from analysis.model import ModelChoices, design_matrix, interaction_name
+from analysis.model import ModelChoices, design_matrix
 from analysis.thresholds import PPC_ALPHA
 
 # ---------------------------------------------------------------- prediction
 
 
-def _eta_model(ds: xr.Dataset, data: AnalysisData, choices: ModelChoices) -> np.ndarray:
-    """(S, models): intercept + factor effects + interactions + model effect."""
-    eta = _draws(ds, "b0")[:, None] + np.zeros((1, len(data.models)))
-    for f in data.factors:
-        eta = eta + _draws(ds, f"b_{f}")[:, data.model_levels[f]]
-    for t in choices.interactions:
-        eta = eta + _draws(ds, interaction_name(t))[
-            (slice(None), *(data.model_levels[f] for f in t))]
-    if "u_model" in ds:
-        eta = eta + _draws(ds, "u_model")
-    return eta
+def probability_correct(model: pm.Model, draws: xr.Dataset,
+                        sample_dims: tuple[str, ...] = ("chain", "draw")) -> np.ndarray:
+    """(samples, rows): P(correct) of every row at each of `draws`, from `model` itself.
 
-
-def row_probabilities(ds: xr.Dataset, data: AnalysisData, choices: ModelChoices,
-                      take: np.ndarray) -> np.ndarray:
-    """(len(take), rows): P(correct) per row for the selected draws of `ds`."""
-    eta_m = _eta_model(ds, data, choices)[take]
-    u_p = _draws(ds, "u_participant")[take]
-    u_i = _draws(ds, "u_image")[take]
-    eta = eta_m[:, data.model] + u_p[:, data.participant] + u_i[:, data.image]
-    if "lapse" in ds:
-        lapse = _draws(ds, "lapse")[take]
-        lapse = lapse[:, data.participant] if lapse.ndim == 2 else lapse[:, None]
-    else:
-        lapse = 0.0
-    return data.chance + (1.0 - data.chance - lapse) / (1.0 + np.exp(-eta))
+    It is the model's likelihood of a correct answer on every row, so the checks always
+    replicate the likelihood that was fitted. (A Deterministic p would put chains x draws
+    x rows numbers into the trace of every fit.)
+    """
+    all_correct = model.copy()
+    pm.set_data({"y_obs": np.ones_like(all_correct["y_obs"].get_value())}, model=all_correct)
+    loglik = pm.compute_log_likelihood(
+        xr.DataTree.from_dict({"posterior": draws}), model=all_correct,
+        sample_dims=sample_dims, extend_inferencedata=False, progressbar=False)
+    log_p = loglik["y"].transpose(*sample_dims, ...).values
+    return np.exp(log_p.reshape(-1, log_p.shape[-1]))
 
 
 def _pick(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -55,25 +44,22 @@ def _pick(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
 # ---------------------------------------------------------- prior predictive
 
 
-def prior_predictive(model: pm.Model, data: AnalysisData, choices: ModelChoices,
-                     draws: int = 200, seed: int = 0) -> tuple[dict, list[str]]:
+def prior_predictive(model: pm.Model, data: AnalysisData, draws: int = 200,
+                     seed: int = 0) -> tuple[dict, list[str]]:
     """What the priors imply for the data, before seeing it; (numbers, report lines)."""
     names = [v.name for v in model.free_RVs] + [v.name for v in model.deterministics]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names,
                                            random_seed=seed)["prior"].to_dataset()
-    rng = np.random.default_rng(seed)
-    rows = _pick(data.n, 20000, rng)
-    sub = _subset(data, rows)
-    p = row_probabilities(prior, sub, choices, np.arange(draws))
-    overall = p.mean(axis=1)
-    q = (overall - sub.chance.mean()) / (1 - sub.chance.mean())
+    overall = probability_correct(model, prior).mean(axis=1)
+    chance = data.chance.mean()
+    q = (overall - chance) / (1 - chance)
     level_spread = []
     for f in data.factors:
         eff = _draws(prior, f"b_{f}")
         level_spread.append(np.quantile(np.abs(eff), 0.9))
-    near_edge = float(np.mean((overall < sub.chance.mean() + 0.02) | (overall > 0.98)))
+    near_edge = float(np.mean((overall < chance + 0.02) | (overall > 0.98)))
     numbers = {
         "overall_rate_median": float(np.median(overall)),
         "overall_rate_5": float(np.quantile(overall, 0.05)),
@@ -97,42 +83,30 @@ def prior_predictive(model: pm.Model, data: AnalysisData, choices: ModelChoices,
     return numbers, lines
 
 
-def _subset(data: AnalysisData, rows: np.ndarray) -> AnalysisData:
-    from dataclasses import replace
-
-    return replace(data, y=data.y[rows], chance=data.chance[rows],
-                   participant=data.participant[rows], image=data.image[rows],
-                   model=data.model[rows], task=data.task[rows])
-
-
 # ------------------------------------------------------ posterior predictive
 
 
-def posterior_predictive(posterior: xr.Dataset, data: AnalysisData, choices: ModelChoices,
+def posterior_predictive(model: pm.Model, posterior: xr.Dataset, data: AnalysisData,
                          draws: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Per model, participant, image and task: observed rate against replicated data."""
+    """Per model, participant, image and task: observed rate against replicated data.
+
+    `model` is the fitted model; `data` holds the observed responses of the same rows.
+    """
     rng = np.random.default_rng(seed)
-    total = posterior.sizes["chain"] * posterior.sizes["draw"]
-    take = _pick(total, draws, rng)
+    stacked = posterior.stack(sample=("chain", "draw"), create_index=False)
+    picked = stacked.isel(sample=_pick(stacked.sizes["sample"], draws, rng))
+    p = probability_correct(model, picked, sample_dims=("sample",))
+    y_rep = rng.random(p.shape) < p
     groups = {"model": (data.model, data.models),
               "participant": (data.participant, data.participants),
               "image": (data.image, data.images)}
     tasks = sorted(set(data.task))
     groups["task"] = (np.array([tasks.index(t) for t in data.task]), tasks)
-    rep_sums = {g: np.zeros((len(take), len(names))) for g, (_, names) in groups.items()}
-    for start in range(0, len(take), 50):  # chunks keep memory at 50 x rows
-        chunk = take[start:start + 50]
-        p = row_probabilities(posterior, data, choices, chunk)
-        y_rep = rng.random(p.shape) < p
-        for g, (codes, names) in groups.items():
-            for k in range(len(chunk)):
-                rep_sums[g][start + k] = np.bincount(codes, weights=y_rep[k],
-                                                     minlength=len(names))
     rows = []
     for g, (codes, names) in groups.items():
         n = np.bincount(codes, minlength=len(names))
         obs = np.bincount(codes, weights=data.y, minlength=len(names))
-        rep = rep_sums[g]
+        rep = np.stack([np.bincount(codes, weights=y, minlength=len(names)) for y in y_rep])
         ppp = ((rep > obs).mean(axis=0) + 0.5 * (rep == obs).mean(axis=0))
         for j, name in enumerate(names):
             denom = max(n[j], 1)

@@ -205,6 +205,8 @@ def build_model(data: AnalysisData, analysis: AnalysisSection, *,
                           dims="participant")[data.participant]
         else:
             lam = 0.0
+        # The only statement of the likelihood: the predictive checks take P(correct) from
+        # this model's likelihood of "y" (checks.probability_correct), not a copy of p.
         p = chance + (1.0 - chance - lam) * pm.math.sigmoid(eta)
         pm.Bernoulli("y", p=p, observed=y, dims="obs")
 

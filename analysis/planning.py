@@ -29,8 +29,8 @@ from analysis.data import AnalysisDataError, loss_folder, resolve_iri_loss
 from analysis.model import design_matrix
 from analysis.synthetic import Design, Truth, draw_responses
 from hitkit.study.config import Study
-from hitkit.study.fees import CostEstimate
-from hitkit.study.plan import estimate_cost, plan_study
+from hitkit.study.fees import CostEstimate, to_major_units
+from hitkit.study.size import estimate_cost, study_size
 
 Z94 = 1.880793608151251  # two-sided 94 % normal quantile
 DEFAULT_TRUTH = Truth(intercept=0.5, sd_participant=0.5, sd_image=0.7, sd_model=0.3, lapse=0.03)
@@ -190,7 +190,7 @@ def evaluate(design: Design, truth: Truth, contrast: Contrast, target: str, goal
 
 def base_design(study: Study) -> Design:
     config = study.config
-    plan = plan_study(config)
+    plan = study_size(config)
     cells: dict[tuple[str, ...], int] = {}
     for model in config.models:
         key = tuple(model.factors[f] for f in config.analysis.factors)
@@ -245,7 +245,7 @@ def plan_precision(study: Study, contrast_text: str, goal: float, *, assurance: 
             progress(i + 1, len(grid))
     meeting = [r for r in results if r.assurance >= assurance]
     # cheapest in money first, then the fewest models to train
-    recommended = min(meeting, key=lambda r: (r.design.models_per_cell, r.cost.total,
+    recommended = min(meeting, key=lambda r: (r.design.models_per_cell, r.cost.total_minor,
                                               r.design.participants), default=None)
     notes: list[str] = []
     at_base = [r for r in results if r.design.models_per_cell == base.models_per_cell]
@@ -300,7 +300,7 @@ def format_report(report: PlanReport, study: Study) -> str:
         lines.append(
             f"  {d.models_per_cell:>11} {d.participants:>12,} {d.trials_per_participant:>12} "
             f"{d.responses:>10,} {r.median_width:>12.3f} {r.assurance:>9.0%} "
-            f"{r.cost.total:>10,.2f} {r.cost.currency}{mark}")
+            f"{to_major_units(r.cost.total_minor):>10,.2f} {r.cost.currency}{mark}")
     lines.append("")
     if report.recommended is None:
         lines.append("  no candidate design reaches the goal; widen --width, lower --assurance, "
@@ -310,7 +310,8 @@ def format_report(report: PlanReport, study: Study) -> str:
         lines.append(
             f"  recommended: {d.models_per_cell} model(s) per cell ({d.model_count} models), "
             f"{d.participants:,} participants × {d.trials_per_participant} trials; cost "
-            f"{report.recommended.cost.total:,.2f} {report.recommended.cost.currency} on "
+            f"{to_major_units(report.recommended.cost.total_minor):,.2f} "
+            f"{report.recommended.cost.currency} on "
             f"{study.config.platform.kind} ({report.recommended.cost.rate_note})")
     lines += [f"  note: {n}" for n in report.notes]
     return "\n".join(lines)

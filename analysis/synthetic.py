@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from hitkit.study.exclusions import CATCH_ACCURACY
 from hitkit.study.responses import RESPONSES
 from hitkit.study.tables import write_table
 
@@ -261,6 +262,7 @@ def _to_table(design, models, rng, part, mod, img, matching, chance, correct,
                              for e in excluded],
         "platform": ["local"] * n,
         "submitted_at": [when] * n,
+        "exclusion_rules": [[CATCH_ACCURACY] if e else [] for e in excluded],
     }
     for name in design.factors:
         columns[name] = [models[m][name] for m in mod] + [""] * n_catch

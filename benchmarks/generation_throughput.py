@@ -30,9 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generation.archs import create_model  # noqa: E402
-from generation.loop import LoopSettings, invert, quantize  # noqa: E402
+from generation.loop import invert, quantize  # noqa: E402
 from generation.losses import rep_error  # noqa: E402
 from generation.network import IRINetwork, penultimate_node  # noqa: E402
+from generation.settings import LoopSettings  # noqa: E402
 from hitkit.study.generation_config import RegFreeLoss
 
 LOSS = RegFreeLoss(name="reg_free", kind="reg_free")

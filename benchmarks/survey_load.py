@@ -68,7 +68,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     log = open(root / "server.log", "ab")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(
-        [sys.executable, "-m", "hitkit.cli.main", "serve", "--study", str(root), "--host", "127.0.0.1",
+        [sys.executable, "-m", "hitkit.cli", "serve", "--study", str(root), "--host", "127.0.0.1",
          "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -5,7 +5,7 @@ with the gradient normalised per image, and the iterate with the lowest loss kep
 per image (`use_best`). Adam is the alternative. On CUDA the bulk of the steps runs
 under bf16 autocast with channels_last and `torch.compile`, then `finish_steps`
 run in fp32; the reported error is always re-measured in fp32 on the 8-bit image
-that is stored.
+that is stored. What is descended on comes from generation.objective.
 """
 
 from __future__ import annotations
@@ -17,50 +17,13 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from generation import fourier as fourier_param
-from generation import losses as L
-from generation import transforms as T
 from generation.distances import Distance
-from hitkit.study.generation_config import (
-    AdversarialLoss,
-    GenerationSection,
-    RegFreeLoss,
-    RegularizedLoss,
-)
+from generation.losses import rep_error
+from generation.objective import Problem, build_objective
+from generation.settings import LoopSettings
+from hitkit.study.generation_config import LossSpec
 
-LossSpec = RegFreeLoss | RegularizedLoss | AdversarialLoss
 HALVING_ROUNDS = 8  # Feather et al.'s metamer schedule: the step halves 8 times over the run
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    steps: int = 5000
-    step_size: float = 1.0
-    optimizer: str = "normalized-gd"  # or "adam"
-    schedule: str = "constant"  # "halving", "cosine"
-    precision: str = "fp32"  # "bf16": bf16 autocast, then `finish_steps` in fp32
-    compile: bool = False
-    finish_steps: int = 200
-    seed: int = 0  # transformation-robustness draws
-    progress: bool = False
-    progress_every: int = 25
-    description: str = "IRIs"
-
-
-def resolve_settings(gen: GenerationSection, device: torch.device, seed: int = 0,
-                     progress: bool = False, description: str = "IRIs") -> LoopSettings:
-    """Study settings -> concrete loop settings for a device ('auto' resolved)."""
-    cuda = device.type == "cuda"
-    precision = gen.precision
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    compiled = gen.compile == "on" or (gen.compile == "auto" and cuda)
-    return LoopSettings(
-        steps=gen.steps, step_size=gen.step_size, optimizer=gen.optimizer,
-        schedule=gen.schedule, precision=precision, compile=compiled,
-        finish_steps=gen.fp32_finish_steps if precision == "bf16" else 0, seed=seed,
-        progress=progress, description=description,
-    )
 
 
 def step_size_at(step: int, settings: LoopSettings) -> float:
@@ -85,6 +48,14 @@ class InversionResult:
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Round to the 8-bit grid a PNG stores."""
     return torch.round(images.clamp(0, 1) * 255) / 255
+
+
+def keep_best(value: torch.Tensor, param: torch.Tensor, best_value: torch.Tensor,
+              best_param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the lower loss and its variable; torch.where, so the device never syncs."""
+    better = value < best_value
+    view = (-1,) + (1,) * (param.dim() - 1)
+    return torch.where(better, value, best_value), torch.where(better.view(view), param, best_param)
 
 
 class _Progress:
@@ -132,66 +103,29 @@ def invert(net: torch.nn.Module, targets: torch.Tensor, seeds: torch.Tensor, los
     device = targets.device
     cuda = device.type == "cuda"
     n, _, height, width = targets.shape
-    use_bf16 = settings.precision == "bf16"
     if cuda:
         net = net.to(memory_format=torch.channels_last)
     seeds = seeds.clamp(0, 1)
-
     with torch.no_grad():
         target_features = net(targets.float()).float()
-
-    fourier = isinstance(loss, RegularizedLoss) and loss.fourier
-    tspec = loss.transforms if isinstance(loss, RegularizedLoss) else None
-    to_image: Callable[[torch.Tensor], torch.Tensor] = (
-        (lambda p: fourier_param.to_image(p, height, width)) if fourier else (lambda p: p)
-    )
-
-    lam: torch.Tensor | float = 0.0
-    anchor: torch.Tensor | None = None
-    if isinstance(loss, AdversarialLoss):
-        if distance is None:
-            raise ValueError(f"loss {loss.name!r} is adversarial and needs a perceptual distance")
-        anchor = targets if loss.anchor == "target" else seeds
-        if loss.lam == "auto":
-            with torch.no_grad():
-                rep0 = L.rep_error(net(seeds), target_features)
-                # with the seed as anchor D(seed, seed) = 0: balance against D(target, seed)
-                d0 = distance(seeds, targets)
-            lam = L.auto_lambda(rep0, d0)
-        else:
-            lam = float(loss.lam)
-
-    def make_objective(bf16: bool) -> Callable:
-        def objective(param: torch.Tensor, theta: torch.Tensor | None):
-            x = to_image(param)
-            x_in = T.apply_matrix(x, tspec.pad, theta) if tspec is not None else x
-            if cuda:
-                x_in = x_in.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                features = forward(x_in)
-            rep = L.rep_error(features.float(), target_features)
-            if isinstance(loss, RegFreeLoss):
-                value = rep
-            elif isinstance(loss, RegularizedLoss):
-                value = L.regularized(rep, x, loss.rep_weight, loss.tv, loss.tv_beta, loss.blur,
-                                      loss.lp, loss.lp_p)
-            else:
-                value = L.adversarial(rep, distance(x, anchor), lam, loss.anchor)
-            return value, rep
-
-        return objective
-
+    objective = build_objective(loss, Problem(net, targets, seeds, target_features, distance))
     # Only the network is compiled, once per network and mode: the loss terms are cheap
     # elementwise ops, and closures rebuilt per batch would make dynamo recompile.
     forward = compiled_network(net, "reduce-overhead" if cuda and n <= 16 else "default") \
         if settings.compile else net
-    objectives = {False: make_objective(False)}
-    if use_bf16:
-        objectives[True] = make_objective(True)
 
-    param = (fourier_param.from_image(seeds) if fourier else seeds.clone()).to(device)
-    param.requires_grad_(True)
-    view = (-1,) + (1,) * (param.dim() - 1)
+    def evaluate(param: torch.Tensor, theta: torch.Tensor | None, bf16: bool):
+        x = objective.image(param, height, width)
+        x_in = objective.warp(x, theta)
+        if cuda:
+            x_in = x_in.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            features = forward(x_in)
+        rep = rep_error(features.float(), target_features)
+        return objective.value(rep, x), rep
+
+    param = objective.start(seeds).to(device).requires_grad_(True)
+    per_image = (-1,) + (1,) * (param.dim() - 1)
     best_param = param.detach().clone()
     best_loss = torch.full((n,), float("inf"), device=device)
     adam = None
@@ -201,50 +135,43 @@ def invert(net: torch.nn.Module, targets: torch.Tensor, seeds: torch.Tensor, los
         raise ValueError(f"unknown optimizer {settings.optimizer!r} (normalized-gd, adam)")
 
     generator = torch.Generator().manual_seed(settings.seed)
+    use_bf16 = settings.precision == "bf16"
     bulk = settings.steps - settings.finish_steps if use_bf16 else settings.steps
     progress = _Progress(settings, device)
     theta = None
     try:
         for step in range(settings.steps):
-            bf16 = use_bf16 and step < bulk
             if use_bf16 and step == bulk:
                 # bf16 losses sit lower than fp32 ones: pick the best iterate among fp32 steps
                 best_loss.fill_(float("inf"))
-            theta = (T.matrix(T.draw(tspec, generator), width + 2 * tspec.pad,
-                              height + 2 * tspec.pad).to(device, non_blocking=True)
-                     if tspec is not None else None)
-            value, rep = objectives[bf16](param, theta)
+            theta = objective.draw(generator, height, width, device)
+            value, rep = evaluate(param, theta, use_bf16 and step < bulk)
             (grad,) = torch.autograd.grad(value.sum(), param)
             lr = step_size_at(step, settings)
             with torch.no_grad():
-                value = value.detach()
-                better = value < best_loss
-                best_loss = torch.where(better, value, best_loss)
-                best_param = torch.where(better.view(view), param, best_param)
+                best_loss, best_param = keep_best(value.detach(), param, best_loss, best_param)
                 if adam is None:
-                    norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(view)
+                    norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(per_image)
                     param.sub_(lr * grad / norm)
                 else:
                     adam.param_groups[0]["lr"] = lr
                     param.grad = grad
                     adam.step()
                     param.grad = None
-                if not fourier:
+                if not objective.fourier:
                     param.clamp_(0, 1)
             progress.update(step, rep)
         # the last iterate is a candidate too (the paper scores it after the loop)
         with torch.no_grad():
-            value, _ = objectives[False](param.detach(), theta)
-            better = value < best_loss
-            best_loss = torch.where(better, value, best_loss)
-            best_param = torch.where(better.view(view), param.detach(), best_param)
+            value, _ = evaluate(param.detach(), theta, False)
+            best_loss, best_param = keep_best(value, param.detach(), best_loss, best_param)
     finally:
         progress.close()
 
     with torch.no_grad():
-        images = quantize(to_image(best_param).float())
+        images = quantize(objective.image(best_param, height, width).float())
         with torch.autocast(device.type, enabled=False):
-            final = L.rep_error(net(images).float(), target_features)
+            final = rep_error(net(images).float(), target_features)
     images_cpu = images.cpu()
     pixels = torch.round(images_cpu * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
     return InversionResult(images_cpu, pixels, final.double().cpu(), best_loss.cpu())

@@ -27,16 +27,19 @@ import pyarrow.parquet as pq
 import torch
 
 from generation.distances import perceptual_distance
-from generation.images import png_bytes, to_pixels
-from generation.loop import invert, resolve_settings
+from generation.image_tensors import to_pixels
+from generation.loop import invert
 from generation.network import build_network
+from generation.objective import loss_distance
 from generation.seeds import SeedSpec, other_target_index, seed_image, seed_specs
+from generation.settings import resolve_settings
 from generation.targets import Target, load_targets
 from generation.train import TrainReport, train_demo_model
 from hitkit.study.config import Study, StudyConfig
-from hitkit.study.generation_config import AdversarialLoss, ModelSpec
+from hitkit.study.generation_config import ModelSpec
+from hitkit.study.image_io import png_bytes, sha256_hex
 from hitkit.study.manifest import MANIFEST, MANIFEST_FILE
-from hitkit.study.store import open_store, sha256_hex
+from hitkit.study.store import open_store
 from hitkit.study.tables import write_table
 
 STATE_DIR = ".generation"
@@ -299,7 +302,7 @@ def _row_file(study: Study, batch: Batch) -> Path:
 
 
 def _make_batch(study: Study, batch: Batch, net, layer: str, images: _Images, device,
-                distance, metric: str, adv_distance, settings_for, chash: str, vers: str,
+                distance, metric: str, objective_distance, settings_for, chash: str, vers: str,
                 dev_label: str) -> pa.Table:
     config = study.config
     model = config.models[batch.model]
@@ -309,7 +312,7 @@ def _make_batch(study: Study, batch: Batch, net, layer: str, images: _Images, de
     seed_int = int(_digest([config.study.seed, batch.key], 8), 16)
     settings = settings_for(seed_int, f"{model.name} · {loss.name}")
     start = time.perf_counter()
-    result = invert(net, targets, seeds, loss, settings, adv_distance)
+    result = invert(net, targets, seeds, loss, settings, objective_distance)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
@@ -382,10 +385,8 @@ def run_generation(study: Study, device_name: str | None = None, progress: bool 
         distance, metric = perceptual_distance(config.generation.distance_metric,
                                                None if fallback == "none" else fallback)
         summary.distance_metric = metric
-        # the adversarial losses' distances, looked up once (a fallback warns once, not per batch)
-        adversarial = {i: perceptual_distance(loss.metric, loss.fallback_metric)[0]
-                       for i, loss in enumerate(config.generation.losses)
-                       if isinstance(loss, AdversarialLoss)}
+        # the losses' own distances, looked up once (a fallback warns once, not per batch)
+        loss_distances = [loss_distance(loss) for loss in config.generation.losses]
         chash, vers, dev_label = config_hash(config), versions(), device_label(device)
 
         sizes = sorted({target_size(config, m) for m in config.models})
@@ -414,7 +415,7 @@ def run_generation(study: Study, device_name: str | None = None, progress: bool 
 
             for batch in model_batches:
                 table = _make_batch(study, batch, net, built.layer, images[size], device,
-                                    distance, metric, adversarial.get(batch.loss), settings_for,
+                                    distance, metric, loss_distances[batch.loss], settings_for,
                                     chash, vers, dev_label)
                 write_table(table, _row_file(study, batch))
                 summary.made += 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from generation.images import fit, read_image
+from generation.image_tensors import fit
 from hitkit.study.generation_config import (
     ConstantSeed,
     GaussianSeed,
@@ -21,6 +21,7 @@ from hitkit.study.generation_config import (
     SeedsSection,
     UniformSeed,
 )
+from hitkit.study.image_io import read_image
 
 SeedKind = GaussianSeed | UniformSeed | ConstantSeed | ImageSeed
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation.images import IMAGE_SUFFIXES, ImageError, fit, image_files, read_image
+from generation.image_tensors import fit
 from generation.shapes import SHAPE_CLASSES, shape_image
 from hitkit.study.generation_config import TargetsSection
+from hitkit.study.image_io import IMAGE_SUFFIXES, ImageError, image_files, read_image
 
 # scikit-image's photos that ship inside its wheel (no pooch download)
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",

@@ -2,12 +2,14 @@
 
 The numbers are recomputed per participant from the response rows (catch rows for
 catch accuracy, every row for reaction times, 2AFC rows for side bias); exclusion
-is the `excluded` flag `hitkit review` set by the pre-registered [quality] rules.
+is the `excluded` flag `hitkit review` set by the pre-registered [quality] rules, and
+the rules that excluded are the codes of `exclusion_rules` (hitkit.study.exclusions).
+A responses.parquet exported before that column existed reads with it empty: its
+excluded participants are counted under "rule not recorded", not guessed from the
+`exclusion_reason` text.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pandas as pd
@@ -17,36 +19,25 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from analysis.figures.style import DOUBLE, OKABE_ITO, new_figure, paper_style
+from hitkit.study import exclusions
 from hitkit.study.config import QualitySection
 
 INCLUDED, EXCLUDED = OKABE_ITO["blue"], OKABE_ITO["vermillion"]
 
-# the start of each rule's reason, as hitkit.survey.quality writes it -> the rule's name
-RULES = (
-    ("catch accuracy", "catch accuracy"),
-    ("repeat consistency", "repeat consistency"),
-    ("median rt", "median reaction time"),
-    ("of responses under", "fast responses"),
-    ("side bias", "side bias"),
-)
+NOT_RECORDED = "rule not recorded"  # excluded in an export without exclusion_rules
+UNSTATED = "unstated rule"  # excluded, yet no code recorded
 
 
-def reason_rules(reason: str | None) -> list[str]:
-    """'catch accuracy 0.50 < 0.8; side bias 0.91 > 0.85' -> ['catch accuracy', 'side bias']."""
-    if not reason or (isinstance(reason, float) and np.isnan(reason)):
-        return []
-    out = []
-    for piece in str(reason).split(";"):
-        piece = piece.strip()
-        if not piece:
+def rule_codes(cells) -> list[str] | None:
+    """The codes in a participant's `exclusion_rules` cells, each once, in order; None
+    when no cell recorded any (an older export: null, or no such column)."""
+    codes: list[str] | None = None
+    for cell in cells:
+        if cell is None or (isinstance(cell, float) and np.isnan(cell)):
             continue
-        lower = piece.lower()
-        name = next((rule for key, rule in RULES if key in lower), None)
-        if name is None:  # an unknown rule: its words without the numbers
-            name = re.sub(r"\s+", " ", re.sub(r"[-\d.%<>=]+", " ", piece)).strip() or piece
-        if name not in out:
-            out.append(name)
-    return out
+        codes = codes if codes is not None else []
+        codes += [str(code) for code in cell if str(code) not in codes]
+    return codes
 
 
 def _side_bias(choices: pd.Series) -> float:
@@ -57,11 +48,13 @@ def _side_bias(choices: pd.Series) -> float:
 
 def participant_summary(responses: pd.DataFrame) -> pd.DataFrame:
     """One row per participant: trials, catch trials and accuracy, median RT, side bias
-    (2AFC: the larger share of the two sides), excluded and the rules that excluded."""
+    (2AFC: the larger share of the two sides), excluded, and the codes of the rules that
+    excluded (`exclusion_rules`; None when the export did not record them)."""
     rows = []
     for participant, part in responses.groupby("participant", sort=True):
         catch = part[part["kind"] == "catch"]
         twoafc = part[part["task"] == "2afc"]
+        cells = part["exclusion_rules"] if "exclusion_rules" in part else ()
         reasons = part["exclusion_reason"].dropna()
         reasons = reasons[reasons.astype(str).str.len() > 0]
         reason = str(reasons.iloc[0]) if len(reasons) else ""
@@ -74,17 +67,22 @@ def participant_summary(responses: pd.DataFrame) -> pd.DataFrame:
             "side_bias": _side_bias(twoafc["choice"]),
             "excluded": bool(part["excluded"].any()),
             "exclusion_reason": reason,
-            "rules": reason_rules(reason),
+            "exclusion_rules": rule_codes(cells),
         })
     return pd.DataFrame(rows)
 
 
 def exclusions_by_rule(summary: pd.DataFrame) -> dict[str, int]:
-    """rule -> participants it excluded (a participant can fail several rules)."""
+    """rule label -> participants it excluded (a participant can fail several rules)."""
     counts: dict[str, int] = {}
-    for rules, excluded in zip(summary["rules"], summary["excluded"], strict=True):
-        for rule in rules or (["unstated rule"] if excluded else []):
-            counts[rule] = counts.get(rule, 0) + 1
+    for codes, excluded in zip(summary["exclusion_rules"], summary["excluded"], strict=True):
+        if not isinstance(codes, list):
+            labels = [NOT_RECORDED] if excluded else []
+        else:
+            labels = [exclusions.label(code) for code in codes] or (
+                [UNSTATED] if excluded else [])
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
     return counts
 
 

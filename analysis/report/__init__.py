@@ -1,0 +1,1 @@
+"""The written report: one self-contained HTML page from the stored analysis."""

@@ -1,0 +1,1 @@
+"""The `hitkit` command, the top layer: one module per stage group (see main.LAZY_COMMANDS)."""

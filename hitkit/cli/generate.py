@@ -25,7 +25,7 @@ KNOWN_ERRORS = (ConfigError, CheckpointError, LayerError, MissingWeightsError, U
 Examples:
   hitkit generate --study my-study            train missing demo models, make every IRI
   hitkit generate --study my-study --device cuda:0
-  torchrun --nproc-per-node 4 -m hitkit.cli.main generate --study my-study
+  torchrun --nproc-per-node 4 -m hitkit.cli generate --study my-study
 A killed run resumes where it stopped when started again.
 """)
 @study_option

@@ -11,7 +11,7 @@ import click
 from hitkit import __version__
 from hitkit.cli.options import EXIT_BAD_INPUT, open_study
 from hitkit.study.config import find_study_file
-from hitkit.study.plan import check_paths, format_plan, plan_study
+from hitkit.study.size import check_paths, format_size, study_size
 
 EPILOG = """\b
 Examples:
@@ -117,7 +117,7 @@ def validate(file: Path | None, study_dir: Path | None, config_only: bool) -> No
     target = file if file is not None else study_dir
     study = open_study(target)
     errors, notes = ([], []) if config_only else check_paths(study)
-    click.echo(format_plan(study, plan_study(study.config), notes))
+    click.echo(format_size(study, study_size(study.config), notes))
     if errors:
         click.echo("", err=True)
         for error in errors:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from hitkit.platforms import KINDS
 from hitkit.study.config import Study, load_study
 from hitkit.study.config_errors import ConfigError
 from hitkit.survey.ledger import Ledger, LedgerError
@@ -42,7 +43,7 @@ def open_ledger(study: Study) -> Ledger:
 # ------------------------------------------------------------ platform commands
 
 platform_option = click.option(
-    "--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
+    "--platform", type=click.Choice(KINDS), default=None,
     help="Where participants come from (default: [platform].kind).")
 production_option = click.option(
     "--production", is_flag=True, help="mturk: the production endpoint (real money).")
@@ -51,17 +52,15 @@ endpoint_option = click.option(
     help="mturk: an MTurk-compatible endpoint; prolific: the API base URL (testing).")
 
 
-def platform_options(platform: str, production: bool = False, yes: bool = False,
+def platform_options(production: bool = False, yes: bool = False,
                      endpoint_url: str | None = None, force: bool = False,
-                     image_base_url: str | None = None) -> dict:
-    """open_platform() options from command-line flags, only those the platform takes."""
-    if platform == "mturk":
-        return {"production": production, "yes": yes, "endpoint_url": endpoint_url,
-                "image_base_url": image_base_url,
-                "confirm": lambda q: click.confirm(q, default=False)}
-    if platform == "prolific":
-        return {"force": force, **({"api_url": endpoint_url} if endpoint_url else {})}
-    return {}
+                     image_base_url: str | None = None, open_link: bool = False,
+                     cap: int | None = None) -> dict:
+    """open_platform() options from command-line flags; each platform takes those it knows
+    (see hitkit.platforms.PLATFORMS) and ignores the rest."""
+    return {"production": production, "yes": yes, "endpoint_url": endpoint_url, "force": force,
+            "image_base_url": image_base_url, "open_link": open_link, "cap": cap,
+            "confirm": lambda q: click.confirm(q, default=False)}
 
 
 def platform_call(kind: str, step, *args, hint: str = "", **kwargs):

@@ -20,6 +20,16 @@ from hitkit.cli.options import (
     study_option,
 )
 from hitkit.platforms.base import Bonus, PlatformError
+from hitkit.study.fees import to_major_units, to_minor_units
+
+
+def amount_minor(text: str) -> int | None:
+    """An amount as typed (0.50, in the study currency) in minor units; None if it is not one."""
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        return None
+    return to_minor_units(amount) if amount.is_finite() else None
 
 
 def read_bonus_csv(path: Path) -> list[Bonus]:
@@ -30,11 +40,10 @@ def read_bonus_csv(path: Path) -> list[Bonus]:
             raise click.BadParameter(f"{path}: needs the columns assignment_id, amount, reason",
                                      param_hint="--bonus-csv")
         for i, row in enumerate(reader, start=2):
-            try:
-                amount = Decimal(row["amount"])
-            except InvalidOperation:
+            amount = amount_minor(row["amount"])
+            if amount is None:
                 raise click.BadParameter(f"{path} line {i}: amount {row['amount']!r} is not a number",
-                                         param_hint="--bonus-csv") from None
+                                         param_hint="--bonus-csv")
             if not row["reason"].strip():
                 raise click.BadParameter(f"{path} line {i}: empty reason", param_hint="--bonus-csv")
             out.append(Bonus(row["assignment_id"].strip(), amount, row["reason"].strip()))
@@ -91,24 +100,24 @@ def pay(study_dir: Path, platform: str | None, bonus_amount: str | None, bonus_r
         reject = [r["assignment_id"] for r in todo if r["reject"]]
         approved_all = [r["assignment_id"] for r in rows if r["state"] == "approved"] + approve
         if bonus_amount is not None:
-            try:
-                amount = Decimal(bonus_amount)
-            except InvalidOperation:
-                raise click.BadParameter(f"{bonus_amount!r} is not an amount", param_hint="--bonus") from None
+            amount = amount_minor(bonus_amount)
+            if amount is None:
+                raise click.BadParameter(f"{bonus_amount!r} is not an amount", param_hint="--bonus")
             bonuses += [Bonus(a, amount, bonus_reason) for a in approved_all]
         if bonus_csv is not None:
             bonuses += read_bonus_csv(bonus_csv)
-        total = sum((b.amount for b in bonuses), Decimal(0))
+        total_minor = sum(b.amount_minor for b in bonuses)
         currency = study.config.platform.currency
         click.echo(f"{kind}: approve {len(approve)}, reject {len(reject)}, "
-                   f"{len(bonuses)} bonus(es) totalling {total:.2f} {currency} (before fees)")
+                   f"{len(bonuses)} bonus(es) totalling {to_major_units(total_minor):.2f} "
+                   f"{currency} (before fees)")
         if dry_run or not (approve or reject or bonuses):
             return
         if not yes and not click.confirm("Go ahead?", default=False):
             raise click.ClickException("not confirmed; nothing sent")
         try:
             p = open_platform(study, kind, ledger,
-                              **platform_options(kind, production, yes, endpoint_url))
+                              **platform_options(production, yes, endpoint_url))
             failures = {}
             for note in getattr(p, "notes", []):
                 click.echo(f"note: {note}", err=True)
@@ -193,7 +202,7 @@ def expire(study_dir: Path, platform: str | None, yes: bool, production: bool,
     with open_ledger(study) as ledger:
         stopped = platform_call(kind, run, study, kind, ledger=ledger,
                                 hint=" (re-run `hitkit expire` to continue safely)",
-                                **platform_options(kind, production, True, endpoint_url))
+                                **platform_options(production, True, endpoint_url))
     click.echo(f"{kind}: batch closed; stopped {len(stopped)}: " + (", ".join(stopped) or "nothing"))
 
 

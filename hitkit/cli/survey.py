@@ -17,6 +17,7 @@ from hitkit.cli.options import (
     production_option,
     study_option,
 )
+from hitkit.platforms import KINDS
 from hitkit.study.config import Study
 from hitkit.study.manifest import MANIFEST, MANIFEST_FILE
 from hitkit.study.tables import TableError, read_table, write_table
@@ -162,36 +163,23 @@ def publish(study_dir: Path, platform: str | None, open_link: bool, cap: int | N
     --production). Safe to re-run: every platform call is journaled in the ledger first, so a
     re-run after an error finishes the job and never creates a second study or HIT.
     """
-    study = open_study(study_dir)
-    platform = platform or study.config.platform.kind
-    if platform != "local":
-        publish_remote(study, platform, new, force, production, yes, endpoint_url, image_base_url)
-        return
-    from hitkit.platforms.local import PublishError, publish_local
-
-    with open_ledger(study) as ledger:
-        try:
-            batch = publish_local(study, ledger, open_link, cap, new)
-        except PublishError as exc:
-            raise click.ClickException(str(exc)) from None
-    state = "created" if batch.created else "already open (use --new for another)"
-    click.echo(f"batch {batch.batch_id} {state}: {batch.places} place(s), "
-               f"{len(batch.links)} link(s) in {batch.csv_path}")
-    for link in batch.links:
-        click.echo(link.url + (f"   (open link, {link.cap} uses)" if link.cap > 1 else ""))
-
-
-def publish_remote(study: Study, platform: str, new: bool, force: bool, production: bool,
-                   yes: bool, endpoint_url: str | None, image_base_url: str | None) -> None:
     import hitkit.platforms as platforms
 
-    options = platform_options(platform, production, yes, endpoint_url, force, image_base_url)
+    study = open_study(study_dir)
+    platform = platform or study.config.platform.kind
+    options = platform_options(production, yes, endpoint_url, force, image_base_url, open_link, cap)
     with open_ledger(study) as ledger:
         result = platform_call(platform, platforms.publish, study, platform, ledger=ledger,
                                new=new, **options)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     state = "created" if result.created else "already open (use --new for another)"
+    if result.links_file is not None:  # participant links we hand out ourselves
+        click.echo(f"batch {result.batch_id} {state}: {result.places} place(s), "
+                   f"{len(result.urls)} link(s) in {result.links_file}")
+        for url, uses in zip(result.urls, result.caps, strict=True):
+            click.echo(url + (f"   (open link, {uses} uses)" if uses > 1 else ""))
+        return
     click.echo(f"batch {result.batch_id} {state} on {platform}: {result.places} place(s), "
                f"{platform} ID {result.external_id or '–'}")
     for url in result.urls:
@@ -219,32 +207,24 @@ def collect(study_dir: Path, platform: str | None, endpoint_url: str | None,
     assignments in the ledger (MTurk: store the answers) and report what awaits
     review. Safe to re-run.
     """
-    study = open_study(study_dir)
-    platform = platform or study.config.platform.kind
-    if platform != "local":
-        collect_remote(study, platform, endpoint_url, production)
-        return
-    from hitkit.survey.progress import progress
-
-    with open_ledger(study) as ledger:
-        p = progress(ledger)
-        ledger.event("collected", None, platform="local", submitted=p.submitted)
-    share = p.submitted / p.places if p.places else 0.0
-    click.echo(f"{p.submitted} of {p.places} places submitted ({share:.0%}), "
-               f"{p.started} in progress, {p.responses} trial responses stored")
-    if p.last_submitted_at:
-        click.echo(f"last submission: {p.last_submitted_at}")
-    if p.places and p.submitted >= p.places:
-        click.echo("complete: run `hitkit review`, then `hitkit export`")
-
-
-def collect_remote(study: Study, platform: str, endpoint_url: str | None, production: bool) -> None:
     import hitkit.platforms as platforms
 
+    study = open_study(study_dir)
+    platform = platform or study.config.platform.kind
     # collecting spends nothing: production needs no confirmation here
-    options = platform_options(platform, production, True, endpoint_url)
+    options = platform_options(production, True, endpoint_url)
     with open_ledger(study) as ledger:
         result = platform_call(platform, platforms.collect, study, platform, ledger=ledger, **options)
+    if result.progress is not None:  # the ledger is the platform: its progress is the news
+        p = result.progress
+        share = p.submitted / p.places if p.places else 0.0
+        click.echo(f"{p.submitted} of {p.places} places submitted ({share:.0%}), "
+                   f"{p.started} in progress, {p.responses} trial responses stored")
+        if p.last_submitted_at:
+            click.echo(f"last submission: {p.last_submitted_at}")
+        if p.places and p.submitted >= p.places:
+            click.echo("complete: run `hitkit review`, then `hitkit export`")
+        return
     click.echo(f"{platform}: {result.new} new submission(s) stored, "
                f"{len(result.awaiting_review)} awaiting review, {result.approved} approved, "
                f"{result.rejected} rejected, {result.pending} pending")
@@ -262,7 +242,7 @@ Examples:
 """)
 @study_option
 @click.option("--hits", "per_hit", is_flag=True, help="List every open HIT's places.")
-@click.option("--platform", type=click.Choice(["local", "prolific", "mturk"]), default=None,
+@click.option("--platform", type=click.Choice(KINDS), default=None,
               help="Also ask this platform about its open batch (default: [platform].kind).")
 @endpoint_option
 @production_option
@@ -294,18 +274,16 @@ def status(study_dir: Path, per_hit: bool, platform: str | None, endpoint_url: s
             click.echo(f"unsettled platform actions: {len(actions)} (a later command reconciles them)")
         for hit_id, places, started, submitted in fill:
             click.echo(f"  {hit_id}  {submitted}/{places} submitted, {started} in progress")
-        remote = remote_status(study, ledger, platform, endpoint_url, production)
-    if remote is not None:
+        remote = platform_status(study, ledger, platform, endpoint_url, production)
+    if remote is not None and not remote.ledger_only:  # local: the lines above are its view
         counts = ", ".join(f"{n} {s}" for s, n in sorted(remote.submissions_by_state.items()))
         click.echo(f"{platform} batch {remote.batch_id} ({remote.external_id or '–'}): "
                    f"{remote.state}, {remote.places} place(s); submissions: {counts or 'none'}")
 
 
-def remote_status(study: Study, ledger: Ledger, platform: str, endpoint_url: str | None,
-                  production: bool):
-    """The platform's BatchStatus of its open batch; None for local or when none is open."""
-    if platform == "local":
-        return None
+def platform_status(study: Study, ledger: Ledger, platform: str, endpoint_url: str | None,
+                    production: bool):
+    """The platform's BatchStatus of its open batch; None when none is open."""
     import hitkit.platforms as platforms
     from hitkit.platforms import records
 
@@ -314,7 +292,7 @@ def remote_status(study: Study, ledger: Ledger, platform: str, endpoint_url: str
             return None
     except platforms.PlatformError:  # no design yet: nothing published either
         return None
-    options = platform_options(platform, production, True, endpoint_url)
+    options = platform_options(production, True, endpoint_url)
     return platform_call(platform, platforms.status, study, platform, ledger=ledger, **options)
 
 
@@ -338,7 +316,8 @@ Examples:
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--concurrency", default=50, show_default=True, type=click.IntRange(1))
 @click.option("--slope", default=25.0, show_default=True, type=float,
-              help="Attentive: logit per unit of SSIM difference.")
+              help="Attentive: logit per unit of box-window SSIM difference (7x7 uniform "
+                   "windows; not the manifest's Gaussian SSIM).")
 @click.option("--noise", default=0.03, show_default=True, type=click.FloatRange(0),
               help="Attentive: s.d. of noise on each similarity.")
 @click.option("--lapse", default=0.04, show_default=True, type=click.FloatRange(0, 1),
@@ -348,7 +327,8 @@ def simulate(study_dir: Path, n: int, mix: str, url: str | None, token: str | No
     """Take the survey with simulated participants, over the same HTTP API as a browser."""
     from tqdm import tqdm
 
-    from hitkit.platforms.local import PublishError, publish_local
+    from hitkit.platforms.base import PlatformError
+    from hitkit.platforms.local import publish_local
     from hitkit.survey.participants import Psychometric, SimulationError, parse_mix
     from hitkit.survey.participants import simulate as run
     from hitkit.survey.web.app import create_app
@@ -363,7 +343,7 @@ def simulate(study_dir: Path, n: int, mix: str, url: str | None, token: str | No
         if token is None:
             try:
                 token = publish_local(study, ledger, open_link=True, cap=n, new=True).links[0].token
-            except PublishError as exc:
+            except PlatformError as exc:
                 raise click.ClickException(str(exc)) from None
         psychometric = Psychometric(slope=slope, noise=noise, lapse=lapse)
         with tqdm(total=n, desc="participants", unit="p", disable=not sys.stderr.isatty()) as bar:

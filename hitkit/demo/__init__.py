@@ -1,0 +1,1 @@
+"""`hitkit demo`: every stage of a study on the embedded demo, on a laptop CPU."""

@@ -232,11 +232,11 @@ def invoke(command: click.Command, *args: object) -> None:
 
 
 def validate_stage(demo: Demo) -> list[Path]:
-    from hitkit.study.plan import check_paths, format_plan, plan_study
+    from hitkit.study.size import check_paths, format_size, study_size
 
     study = demo.study
     errors, notes = check_paths(study)
-    text = format_plan(study, plan_study(study.config), notes)
+    text = format_size(study, study_size(study.config), notes)
     demo.echo(text)
     if errors:
         raise DemoError("; ".join(errors))
@@ -291,13 +291,13 @@ def generate_stage(demo: Demo) -> list[Path]:
 def generate_check(demo: Demo) -> bool:
     import pyarrow.parquet as pq
 
-    from hitkit.study.plan import plan_study
+    from hitkit.study.size import study_size
 
     manifest = demo.root / MANIFEST_FILE
     if not manifest.is_file():
         return False
     table = pq.read_table(manifest, columns=["uri"])
-    if table.num_rows != plan_study(demo.study.config).iris:
+    if table.num_rows != study_size(demo.study.config).iris:
         return False
     uris = table.column("uri").to_pylist()
     return all("://" in u or demo.study.resolve(u).is_file() for u in uris)

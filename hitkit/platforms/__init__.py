@@ -1,7 +1,9 @@
 """Crowdsourcing platforms behind one interface (base.Platform): local, prolific, mturk.
 
 Commands call the module-level functions here with the platform's kind; each
-opens the backend with `open_platform` and runs one step. Every outward call is
+opens the backend with `open_platform` and runs one step. `PLATFORMS` maps each
+kind to the function that opens it: a new crowd platform is one module (a class
+with the base.Platform methods) plus one entry there. Every outward call is
 journaled in the ledger first (see hitkit.platforms.once), so any step can be
 re-run after a crash or an error without duplicating a study, HIT, approval or
 payment.
@@ -9,6 +11,7 @@ payment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hitkit.platforms.base import (
@@ -26,42 +29,52 @@ from hitkit.survey.ledger import Ledger
 
 __all__ = [
     "ActionSummary", "BatchStatus", "Bonus", "CollectResult", "OutcomeUnknown", "Platform",
-    "PlatformError", "PublishResult", "open_platform", "publish", "status", "collect",
-    "approve", "reject", "bonus", "expire", "app_callbacks",
+    "PlatformError", "PublishResult", "PLATFORMS", "KINDS", "open_platform", "publish", "status",
+    "collect", "approve", "reject", "bonus", "expire", "app_callbacks",
 ]
+
+# Each opener takes (study, ledger, **options) and ignores the options meant for other
+# platforms, so one set of command-line flags serves every kind. The imports are deferred:
+# a command pays for httpx or boto3 only when it uses that platform.
+
+
+def _local(study: Study, ledger: Ledger, **options: Any) -> Platform:
+    """options: open_link, cap."""
+    from hitkit.platforms.local import LocalPlatform
+
+    return LocalPlatform(study, ledger, **options)
+
+
+def _prolific(study: Study, ledger: Ledger, **options: Any) -> Platform:
+    """options: api or token (default: token_env/token_file), api_url or endpoint_url, force,
+    read_timeout, bonus_settle_seconds, attempts, checkpoint."""
+    from hitkit.platforms.prolific.platform import ProlificPlatform
+
+    return ProlificPlatform.open(study, ledger, **options)
+
+
+def _mturk(study: Study, ledger: Ledger, **options: Any) -> Platform:
+    """options: production, yes, confirm, endpoint_url, client, read_timeout, attempts,
+    checkpoint, image_url or image_base_url."""
+    from hitkit.platforms.mturk.platform import MTurkPlatform
+
+    return MTurkPlatform.open(study, ledger, **options)
+
+
+PLATFORMS: dict[str, Callable[..., Platform]] = {
+    "local": _local,
+    "prolific": _prolific,
+    "mturk": _mturk,
+}
+KINDS = tuple(PLATFORMS)
 
 
 def open_platform(study: Study, kind: str | None, ledger: Ledger, **options: Any) -> Platform:
-    """The backend for `kind` (default: [platform].kind).
-
-    prolific options: api_url, token (default: from token_env/token_file), force,
-    read_timeout, bonus_settle_seconds, checkpoint. mturk options: production, yes,
-    endpoint_url, client, read_timeout, checkpoint, image_url, confirm.
-    """
+    """The backend for `kind` (default: [platform].kind), opened with its options (see PLATFORMS)."""
     kind = kind or study.config.platform.kind
-    if kind == "local":
-        from hitkit.platforms.local import LocalPlatform
-
-        return LocalPlatform(study, ledger, **options)
-    if kind == "prolific":
-        from hitkit.platforms.prolific.platform import (
-            API_URL,
-            ProlificAPI,
-            ProlificPlatform,
-            load_token,
-        )
-
-        api = options.pop("api", None) or ProlificAPI(
-            options.pop("token", None) or load_token(study), options.pop("api_url", None) or API_URL,
-            read_timeout=options.pop("read_timeout", None))
-        for name in ("token", "api_url", "read_timeout"):
-            options.pop(name, None)
-        return ProlificPlatform(study, ledger, api, **options)
-    if kind == "mturk":
-        from hitkit.platforms.mturk.platform import MTurkPlatform
-
-        return MTurkPlatform.open(study, ledger, **options)
-    raise PlatformError(f"[platform].kind {kind!r}: expected local, prolific or mturk")
+    if kind not in PLATFORMS:
+        raise PlatformError(f"[platform].kind {kind!r}: expected one of {', '.join(KINDS)}")
+    return PLATFORMS[kind](study, ledger, **options)
 
 
 def _run(study: Study, kind: str | None, ledger: Ledger | None, options: dict, step):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from pathlib import Path
 from typing import Protocol
+
+from hitkit.survey.progress import Progress
 
 
 class PlatformError(RuntimeError):
@@ -41,6 +43,10 @@ class PublishResult:
     created: bool  # False when the batch already existed (a re-run is a no-op)
     urls: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # local: the CSV of the participant links in `urls`, and how many participants each
+    # admits (more than one: an open link); the crowd platforms hand out places themselves
+    links_file: Path | None = None
+    caps: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ class BatchStatus:
     state: str  # the platform's own word (ACTIVE, Assignable, open, ...)
     places: int
     submissions_by_state: dict[str, int]
+    # True when the platform knows nothing the ledger does not (local): the ledger's own
+    # counts already say everything
+    ledger_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,12 +71,14 @@ class CollectResult:
     rejected: int
     pending: int  # started or submitted here, not yet completed on the platform
     problems: list[str] = field(default_factory=list)  # e.g. completed there, no data here
+    # local: the ledger is the platform, so collecting is reading its progress
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True)
 class Bonus:
     assignment_id: str
-    amount: Decimal
+    amount_minor: int  # cents or pence (hitkit.study.fees.to_minor_units)
     reason: str
 
 

@@ -24,14 +24,10 @@ from hitkit.platforms.base import (
     PublishResult,
 )
 from hitkit.study.config import Study
-from hitkit.study.fees import to_cents
+from hitkit.study.fees import to_minor_units
 from hitkit.survey.hits import active_design_id
 from hitkit.survey.ledger import Ledger, dumps, now_iso
 from hitkit.survey.progress import planned_places, progress
-
-
-class PublishError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def publish_local(study: Study, ledger: Ledger, open_link: bool = False,
     """Create (or return the open) local batch of the active design and write its links CSV."""
     design_id = active_design_id(ledger)
     if design_id is None:
-        raise PublishError("the ledger has no HITs: run `hitkit design` first")
+        raise PlatformError("the ledger has no HITs: run `hitkit design` first")
     settings = study.config.platform.local
     places = planned_places(ledger, design_id)
     existing = ledger.query_one(
@@ -118,30 +114,32 @@ class LocalPlatform:
         self.currency = study.config.platform.currency
 
     def publish(self, *, new: bool = False) -> PublishResult:
-        try:
-            batch = publish_local(self.study, self.ledger, self.open_link, self.cap, new)
-        except PublishError as exc:
-            raise PlatformError(str(exc)) from None
+        batch = publish_local(self.study, self.ledger, self.open_link, self.cap, new)
         return PublishResult("local", batch.batch_id, None, batch.places, batch.created,
-                             [link.url for link in batch.links], [f"links in {batch.csv_path}"])
+                             [link.url for link in batch.links], links_file=batch.csv_path,
+                             caps=[link.cap for link in batch.links])
 
     def status(self) -> BatchStatus:
         batch = records.open_batch(self.ledger, "local")
         p = progress(self.ledger)
         return BatchStatus("local", batch["batch_id"] if batch else "", None,
-                           "open" if batch else "none", p.places, dict(p.by_state))
+                           "open" if batch else "none", p.places, dict(p.by_state),
+                           ledger_only=True)
 
     def collect(self) -> CollectResult:
+        """Nothing to fetch: participants submit straight into the ledger. Its progress."""
+        p = progress(self.ledger)
+        self.ledger.event("collected", None, platform="local", submitted=p.submitted)
         rows = self.ledger.query("SELECT assignment_id, state FROM assignments WHERE platform = 'local'")
         awaiting = [r["assignment_id"] for r in rows if r["state"] == "submitted"]
         return CollectResult("local", 0, awaiting, sum(r["state"] == "approved" for r in rows),
                              sum(r["state"] == "rejected" for r in rows),
-                             sum(r["state"] == "started" for r in rows))
+                             sum(r["state"] == "started" for r in rows), progress=p)
 
     def approve(self, assignment_ids: list[str]) -> ActionSummary:
-        reward = to_cents(self.study.config.survey.reward)
+        reward_minor = to_minor_units(self.study.config.survey.reward)
         for aid in assignment_ids:
-            records.record_review(self.ledger, aid, "approved", reward, self.currency,
+            records.record_review(self.ledger, aid, "approved", reward_minor, self.currency,
                                   None)
         return ActionSummary(list(assignment_ids), [])
 

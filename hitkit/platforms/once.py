@@ -15,13 +15,24 @@ safe. A crash (or a timeout, a dropped connection, a 5xx) after 2 leaves
 first asks the platform (`reconcile`) and sends again only when the platform
 shows the action did not happen. Only a definite refusal (a 4xx that is not
 throttling) settles ``failed``.
+
+`retrying` is the platforms' one retry helper (tenacity underneath): reads,
+idempotent calls and each attempt of `once` go through it. boto3 calls are
+retried by botocore's own standard mode as well (see hitkit.platforms.mturk).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from hitkit.platforms.base import Checkpoint, OutcomeUnknown, PlatformError, no_checkpoint
 from hitkit.survey.ledger import Action, Ledger
@@ -30,11 +41,38 @@ from hitkit.survey.ledger import Action, Ledger
 class Transient(PlatformError):
     """A request whose outcome is unknown (timeout, dropped connection, 5xx, throttled)."""
 
+    def __init__(self, message: str, retry_after: float = 0.0):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds a throttling server asked for (Retry-After)
+
 
 Send = Callable[[Action], dict[str, Any]]
 # returns the recorded answer when the platform shows the action happened, None when it did not;
 # raises OutcomeUnknown when the platform cannot tell yet
 Reconcile = Callable[[Action], dict[str, Any] | None]
+
+
+def retrying(call: Callable[[], Any], attempts: int = 4, backoff: float = 0.05,
+             before_retry: Callable[[], None] | None = None) -> Any:
+    """call(), tried up to `attempts` times while it raises Transient; the last Transient is
+    raised. Waits backoff·2^(n-1) before the n-th retry, plus any Retry-After the server sent.
+
+    Only for calls that are safe to repeat: reads, idempotent requests, or an attempt
+    that asks the platform first (once). `before_retry` runs after the wait, before each
+    retry: a bulk call settles there what went through before sending the rest again.
+    """
+    exponential = wait_exponential(multiplier=backoff)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return exponential(state) + getattr(error, "retry_after", 0.0)
+
+    def before(state: RetryCallState) -> None:
+        if before_retry is not None and state.attempt_number > 1:
+            before_retry()
+
+    return Retrying(stop=stop_after_attempt(attempts), wait=wait, before=before,
+                    retry=retry_if_exception_type(Transient), reraise=True)(call)
 
 
 def once(ledger: Ledger, key: str, platform: str, kind: str, subject: str | None,
@@ -45,16 +83,12 @@ def once(ledger: Ledger, key: str, platform: str, kind: str, subject: str | None
     action = ledger.journal(key, platform, kind, subject, request)
     if action.state == "done":
         return action.response or {}
-    last: Exception | None = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
+
+    def attempt() -> dict[str, Any]:
+        nonlocal action
+        # sent before (this run or an earlier one) with no answer: ask before sending again
         if action.state == "sent" and reconcile is not None:
-            try:
-                found = reconcile(action)
-            except Transient as exc:
-                last = exc
-                continue
+            found = reconcile(action)
             if found is not None:
                 ledger.settle(key, "done", found)
                 return found
@@ -62,25 +96,16 @@ def once(ledger: Ledger, key: str, platform: str, kind: str, subject: str | None
         action = ledger.settle(key, "sent")
         try:
             answer = send(action)
-        except Transient as exc:
-            last = exc
-            continue
+        except Transient:
+            raise
         except PlatformError as exc:
             ledger.settle(key, "failed", {"error": str(exc)})
             raise
         checkpoint("sent", key)
         return ledger.settle(key, "done", answer).response or {}
-    raise OutcomeUnknown(f"{kind} ({key}): no definite answer after {attempts} attempts "
-                         f"({last}); run the command again to reconcile")
 
-
-def retrying(call: Callable[[], Any], attempts: int = 4, backoff: float = 0.05) -> Any:
-    """A read-only call, retried on transient errors (reads change nothing, so any retry is safe)."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Transient:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(backoff * 2 ** attempt)
-    raise AssertionError("unreachable")
+    try:
+        return retrying(attempt, attempts, backoff)
+    except Transient as last:
+        raise OutcomeUnknown(f"{kind} ({key}): no definite answer after {attempts} attempts "
+                             f"({last}); run the command again to reconcile") from None

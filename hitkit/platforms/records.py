@@ -4,6 +4,9 @@ Batches, review outcomes (assignment state and the reward payment), bonus
 payment rows, submissions that arrive through a platform's API (MTurk's
 HTMLQuestion answers, imported MTurk results) and the raw answers archive.
 Raw platform participant IDs go into `assignments.participant_key` only.
+Money arrives here as integer minor units; `payments.amount` keeps the text it
+always had ("1.50"), so ledgers written before still read (`amount_text`,
+`amount_minor`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from decimal import Decimal
 from typing import Any
 
 from hitkit.platforms.base import Bonus, PlatformError
+from hitkit.study.fees import to_major_units, to_minor_units
 from hitkit.survey.hits import active_design_id
 from hitkit.survey.ledger import Ledger, dumps, now_iso
 from hitkit.survey.submission import Submission
@@ -59,6 +62,16 @@ def close_batch(ledger: Ledger, batch_id: str) -> None:
         ledger.add_event("batch_closed", batch_id)
 
 
+def amount_text(minor: int) -> str:
+    """How payments.amount stores an amount: major units with two places ("1.50")."""
+    return str(to_major_units(minor))
+
+
+def amount_minor(text: str) -> int:
+    """payments.amount as integer minor units."""
+    return to_minor_units(text)
+
+
 def planned_places(ledger: Ledger) -> int:
     design_id = active_design_id(ledger)
     row = ledger.query_one(
@@ -67,7 +80,7 @@ def planned_places(ledger: Ledger) -> int:
     return int(row["n"])
 
 
-def record_review(ledger: Ledger, assignment_id: str, state: str, reward: Decimal | None,
+def record_review(ledger: Ledger, assignment_id: str, state: str, reward_minor: int | None,
                   currency: str, action_key: str | None, message: str | None = None) -> None:
     """An approval (with its reward payment) or a rejection, as the platform confirmed it."""
     with ledger.transaction() as con:
@@ -77,13 +90,13 @@ def record_review(ledger: Ledger, assignment_id: str, state: str, reward: Decima
             return
         con.execute("UPDATE assignments SET state = ? WHERE assignment_id = ?", (state, assignment_id))
         stamp = now_iso()
-        if state == "approved" and reward is not None:
+        if state == "approved" and reward_minor is not None:
             con.execute(
                 "INSERT OR IGNORE INTO payments (payment_id, assignment_id, kind, amount, currency,"
                 " reason, action_key, state, created_at, updated_at)"
                 " VALUES (?, ?, 'reward', ?, ?, '', ?, 'paid', ?, ?)",
-                ("pay-" + digest(assignment_id, "reward"), assignment_id, str(reward), currency,
-                 action_key, stamp, stamp))
+                ("pay-" + digest(assignment_id, "reward"), assignment_id, amount_text(reward_minor),
+                 currency, action_key, stamp, stamp))
         ledger.add_event(state, assignment_id, **({"message": message} if message else {}))
 
 
@@ -96,8 +109,9 @@ def plan_bonuses(ledger: Ledger, bonuses: list[Bonus], currency: str) -> list[st
     ids = []
     with ledger.transaction() as con:
         for b in bonuses:
-            if b.amount <= 0:
-                raise PlatformError(f"bonus for {b.assignment_id}: amount {b.amount} must be positive")
+            if b.amount_minor <= 0:
+                raise PlatformError(f"bonus for {b.assignment_id}: amount "
+                                    f"{amount_text(b.amount_minor)} must be positive")
             if con.execute("SELECT 1 FROM assignments WHERE assignment_id = ?",
                            (b.assignment_id,)).fetchone() is None:
                 raise PlatformError(f"bonus: no assignment {b.assignment_id} in the ledger")
@@ -106,10 +120,11 @@ def plan_bonuses(ledger: Ledger, bonuses: list[Bonus], currency: str) -> list[st
             cur = con.execute(
                 "INSERT OR IGNORE INTO payments (payment_id, assignment_id, kind, amount, currency,"
                 " reason, state, created_at, updated_at) VALUES (?, ?, 'bonus', ?, ?, ?, 'planned', ?, ?)",
-                (payment_id, b.assignment_id, str(b.amount), currency, b.reason, stamp, stamp))
+                (payment_id, b.assignment_id, amount_text(b.amount_minor), currency, b.reason,
+                 stamp, stamp))
             if cur.rowcount:
                 ledger.add_event("bonus_planned", b.assignment_id, payment_id=payment_id,
-                                 amount=str(b.amount))
+                                 amount=amount_text(b.amount_minor))
             ids.append(payment_id)
     return ids
 

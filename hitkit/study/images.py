@@ -4,7 +4,8 @@ An image ID (an IRI, target or seed ID) maps to the URI the generation stage
 wrote for it. A URI is one of
 - a path relative to the study folder (the default store, e.g. ``iris/ab12.png``),
 - an absolute path or a ``file://`` URL,
-- an ``s3://bucket/key`` URL, fetched once through boto3 and kept in memory.
+- an ``s3://bucket/key`` URL, fetched once through boto3 (hitkit.study.s3) and kept in
+  memory.
 The server never exposes IDs or URIs to a browser; it serves bytes by position
 (see hitkit.survey.web.app), so a file name cannot give an answer away.
 """
@@ -17,15 +18,13 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
+from hitkit.study import s3
+from hitkit.study.image_io import ImageError
 from hitkit.study.manifest import MANIFEST, MANIFEST_FILE
 from hitkit.study.tables import read_table
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".webp": "image/webp", ".gif": "image/gif"}
-
-
-class ImageError(LookupError):
-    """An image ID without a URI, or a URI that cannot be read."""
 
 
 def image_uris(manifest: pa.Table) -> dict[str, str]:
@@ -60,9 +59,9 @@ class ImageStore:
     def path(self, image_id: str) -> Path | None:
         """The local file of an image (None for an s3:// image)."""
         uri = self._uri(image_id)
-        parsed = urlparse(uri)
-        if parsed.scheme == "s3":
+        if s3.is_url(uri):
             return None
+        parsed = urlparse(uri)
         if parsed.scheme == "file":
             return Path(unquote(parsed.path))
         path = Path(uri).expanduser()
@@ -94,17 +93,13 @@ class ImageStore:
             raise ImageError(f"image {image_id}: not in the manifest") from None
 
     def _read_s3(self, uri: str) -> bytes:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        parsed = urlparse(uri)
-        if self._s3 is None:
-            self._s3 = boto3.client("s3")
+        with self._lock:  # boto3's default session is not thread-safe: one client, made once
+            if self._s3 is None:
+                self._s3 = s3.client()
         try:
-            reply = self._s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
-            return reply["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
-            raise ImageError(f"{uri}: cannot fetch from S3: {exc}") from None
+            return s3.get(self._s3, uri)
+        except s3.S3Error as exc:
+            raise ImageError(str(exc)) from None
 
 
 def load_images(study_root: Path) -> ImageStore:

@@ -31,9 +31,14 @@ RESPONSES = TableSchema(
         Column("rt_ms", pa.float64(), "reaction time in milliseconds from the trial's display"),
         Column("chance", pa.float64(), "chance rate of the trial: 1/2 (2afc) or 1/k (matching)"),
         Column("excluded", pa.bool_(), "excluded from analysis by a pre-registered [quality] rule"),
-        Column("exclusion_reason", pa.string(), "the rule(s) that excluded it", nullable=True),
+        Column("exclusion_reason", pa.string(),
+               "the rule(s) that excluded it, in words with the measured values", nullable=True),
         Column("platform", pa.string(), "\"local\", \"prolific\" or \"mturk\""),
         Column("submitted_at", pa.timestamp("us", tz="UTC"), "when the assignment was submitted (UTC)"),
+        # a list, not a joined string: a reader counts codes without splitting text
+        Column("exclusion_rules", pa.list_(pa.string()),
+               "codes of the [quality] rules that excluded it (hitkit.study.exclusions); "
+               "[] when kept", nullable=True, added_later=True),
     ),
 )
 

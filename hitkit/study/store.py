@@ -2,30 +2,28 @@
 
 Local: files under the study's store folder with readable names; the URI is the
 path relative to the study folder (or absolute when the store is outside it).
-S3 (boto3): content-addressed keys `<prefix>/<sha256>.png`; an object already
-present with the same hash is not uploaded again. `url()` gives the survey a
-public URL or a presigned one with a stated lifetime. The endpoint comes from
-boto3's usual settings (AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 for MinIO, moto, ...).
+S3 (boto3, through hitkit.study.s3): content-addressed keys `<prefix>/<sha256>.png`;
+an object already present with the same hash is not uploaded again. `url()` gives
+the survey a public URL or a presigned one with a stated lifetime. The endpoint
+comes from boto3's usual settings (AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 for MinIO,
+moto, ...).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
+from hitkit.study import s3
 from hitkit.study.files import atomic_write
+from hitkit.study.image_io import sha256_hex
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
 
 
 class StoreError(RuntimeError):
     """A store that cannot be reached or written; names the location."""
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -60,41 +58,24 @@ class S3Store:
     expires_s: int = MAX_PRESIGN_SECONDS
 
     def __post_init__(self) -> None:
-        import boto3
-        from botocore.config import Config
-
-        self.client = boto3.client("s3", config=Config(signature_version="s3v4"))
+        self.client = s3.client()
 
     def key(self, digest: str) -> str:
         return f"{self.prefix}/{digest}.png" if self.prefix else f"{digest}.png"
 
-    def exists(self, key: str, digest: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise StoreError(f"s3://{self.bucket}/{key}: {exc}") from None
-        return head.get("Metadata", {}).get("sha256") == digest
-
     def put(self, name: str, data: bytes, digest: str) -> str:
         """Upload unless present with the same hash; `name` is only a hint (keys are hashes)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        key = self.key(digest)
-        if not self.exists(key, digest):
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
-                                       ContentType="image/png", Metadata={"sha256": digest})
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreError(f"s3://{self.bucket}/{key}: upload failed: {exc}") from None
-        return f"s3://{self.bucket}/{key}"
+        url = f"s3://{self.bucket}/{self.key(digest)}"
+        try:
+            present = s3.head(self.client, url)
+            if present is None or present.get("sha256") != digest:
+                s3.put(self.client, url, data, "image/png", {"sha256": digest})
+        except s3.S3Error as exc:
+            raise StoreError(str(exc)) from None
+        return url
 
     def url(self, uri: str, expires_s: int | None = None) -> str:
-        parsed = urlparse(uri)
-        key = parsed.path.lstrip("/")
+        key = s3.split_url(uri)[1]
         if self.public:
             endpoint = self.client.meta.endpoint_url.rstrip("/")
             return f"{endpoint}/{self.bucket}/{quote(key)}"
@@ -107,10 +88,10 @@ def open_store(location: str, study_root: Path, public: bool = False,
                expires_s: int = MAX_PRESIGN_SECONDS) -> LocalStore | S3Store:
     """The store a [study].store value names."""
     if location.startswith("s3://"):
-        parsed = urlparse(location)
-        if not parsed.netloc:
+        bucket, prefix = s3.split_url(location)
+        if not bucket:
             raise StoreError(f"study.store: {location!r} names no bucket (s3://bucket/prefix)")
-        return S3Store(parsed.netloc, parsed.path.strip("/"), public, expires_s)
+        return S3Store(bucket, prefix.strip("/"), public, expires_s)
     if "://" in location:
         raise StoreError(f"study.store: {location!r}: only a folder or s3://bucket/prefix")
     folder = Path(location).expanduser()

@@ -29,6 +29,13 @@ class Column:
     type: pa.DataType
     description: str
     nullable: bool = False
+    # a column added after files were already written: a file that lacks it reads with
+    # nulls there (so it must be nullable) instead of being refused
+    added_later: bool = False
+
+    def __post_init__(self) -> None:
+        if self.added_later and not self.nullable:
+            raise ValueError(f"column {self.name!r}: a column added later must be nullable")
 
 
 @dataclass(frozen=True)
@@ -83,15 +90,21 @@ class TableSchema:
     def check(self, table: pa.Table, factors: Sequence[str] = (), where: str = "") -> pa.Table:
         """Raise TableError unless `table` has every column with its type and no bad nulls.
 
-        Extra columns are kept (a later version may have added them); the fixed
-        and factor columns are cast to their declared types.
+        Extra columns are kept (a later version may have added them); a column
+        `added_later` that an older file lacks is added as nulls; the fixed and factor
+        columns are cast to their declared types.
         """
         where = where or self.name
         expected = self.arrow(factors)
-        missing = [f.name for f in expected if f.name not in table.column_names]
+        later = {c.name for c in self.columns if c.added_later}
+        missing = [f.name for f in expected
+                   if f.name not in table.column_names and f.name not in later]
         if missing:
             raise TableError(f"{where}: missing column(s) {', '.join(missing)}")
         for fld in expected:
+            if fld.name not in table.column_names:
+                table = table.append_column(fld, pa.nulls(table.num_rows, fld.type))
+                continue
             column = table.column(fld.name)
             if not column.type.equals(fld.type):
                 try:

@@ -23,11 +23,11 @@ import math
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
-from hitkit.study.config import StudyConfig
+from hitkit.study.config import StudyConfig, SurveySection
 from hitkit.study.trials import TRIALS
 
 
@@ -117,41 +117,7 @@ def manifest_rows(manifest: pa.Table) -> list[dict[str, Any]]:
 
 
 def make_units(rows: list[dict[str, Any]], config: StudyConfig, rng: random.Random) -> list[Unit]:
-    survey = config.survey
-    targets = sorted({r["target_id"] for r in rows})
-    units: list[Unit] = []
-    if survey.task == "2afc":
-        if survey.foil == "other-target" and len(targets) < 2:
-            raise DesignError("survey.foil 'other-target' needs two or more targets in the manifest")
-        for r in rows:
-            if survey.foil == "seed":
-                foil = r["seed_id"]
-            else:
-                foil = rng.choice([t for t in targets if t != r["target_id"]])
-            units.append(Unit((r["iri_id"],), (r["target_id"],), foil, r["model"], r["loss"]))
-        return units
-    k = int(survey.k or 2)
-    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        cells.setdefault((r["model"], r["loss"]), []).append(r)
-    for (model, loss), cell_rows in sorted(cells.items()):
-        pool = list(cell_rows)
-        rng.shuffle(pool)
-        while len(pool) >= k:
-            group: list[dict[str, Any]] = []
-            for r in list(pool):
-                if r["target_id"] not in {g["target_id"] for g in group}:
-                    group.append(r)
-                    pool.remove(r)
-                    if len(group) == k:
-                        break
-            if len(group) < k:
-                break  # the rest share targets: they cannot make a matching trial
-            units.append(Unit(tuple(g["iri_id"] for g in group),
-                              tuple(g["target_id"] for g in group), None, model, loss))
-    if not units:
-        raise DesignError(f"matching with k={k}: no model and loss has {k} IRIs of distinct targets")
-    return units
+    return TASKS[config.survey.task].units(rows, config.survey, rng)
 
 
 def pack_units(units: list[Unit], per_hit: int, rng: random.Random) -> list[list[Unit]]:
@@ -277,6 +243,145 @@ def _ordered(query: tuple[str, ...], targets: tuple[str, ...], rng: random.Rando
     return tuple(options), tuple(options.index(t) for t in targets)
 
 
+# ----------------------------------------------------------------- task types
+
+Shown = tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]  # query, options, answer
+
+
+class TaskType(Protocol):
+    """What one task type decides; packing, catch placement, repeats and IDs are shared.
+
+    A new task type is a class with these members, registered in TASKS, plus its entry
+    in the page's TASKS (hitkit/survey/frontend/static/survey.js); the study config lists
+    the names it accepts (hitkit.study.config.SurveySection.task).
+    """
+
+    name: str
+    # the answer on the wire: one option index, or a list of one per query image
+    single_choice: bool
+
+    def check(self, survey: SurveySection, targets: list[str]) -> None:
+        """Refuse (DesignError) a design these targets cannot make."""
+        ...
+
+    def units(self, rows: list[dict[str, Any]], survey: SurveySection,
+              rng: random.Random) -> list[Unit]:
+        """The main trials' contents, before sides and order are drawn."""
+        ...
+
+    def main(self, survey: SurveySection, unit: Unit, side: int, rng: random.Random) -> Shown:
+        """A main trial; `side` (0 or 1) is balanced within the HIT."""
+        ...
+
+    def catch(self, survey: SurveySection, fresh: list[str], targets: list[str],
+              seed_pool: list[str], side: int, rng: random.Random) -> Shown:
+        """An obvious trial, preferring targets in `fresh` (and taking those it shows out)."""
+        ...
+
+    def practice(self, survey: SurveySection, targets: list[str], seed_pool: list[str],
+                 rng: random.Random) -> Shown:
+        """The practice trial: obvious, answered with feedback."""
+        ...
+
+
+class TwoAFC:
+    name = "2afc"
+    single_choice = True
+
+    def check(self, survey, targets):
+        """Nothing to refuse yet: the foil rule needs the manifest's rows, units() checks it."""
+
+    def units(self, rows, survey, rng):
+        targets = sorted({r["target_id"] for r in rows})
+        if survey.foil == "other-target" and len(targets) < 2:
+            raise DesignError("survey.foil 'other-target' needs two or more targets in the manifest")
+        units = []
+        for r in rows:
+            if survey.foil == "seed":
+                foil = r["seed_id"]
+            else:
+                foil = rng.choice([t for t in targets if t != r["target_id"]])
+            units.append(Unit((r["iri_id"],), (r["target_id"],), foil, r["model"], r["loss"]))
+        return units
+
+    def main(self, survey, unit, side, rng):
+        target = unit.targets[0]
+        return unit.iris, (target, unit.foil) if side == 0 else (unit.foil, target), (side,)
+
+    def catch(self, survey, fresh, targets, seed_pool, side, rng):
+        target = rng.choice(fresh if fresh else targets)
+        if target in fresh:
+            fresh.remove(target)  # catch trials too show a target once, when they can
+        foil = rng.choice([t for t in targets if t != target] or seed_pool)
+        return (target,), (target, foil) if side == 0 else (foil, target), (side,)
+
+    def practice(self, survey, targets, seed_pool, rng):
+        target = rng.choice(targets)
+        foil = rng.choice([t for t in targets if t != target] or seed_pool)
+        side = rng.randint(0, 1)
+        return (target,), (target, foil) if side == 0 else (foil, target), (side,)
+
+
+class Matching:
+    name = "matching"
+    single_choice = False
+
+    @staticmethod
+    def k(survey: SurveySection) -> int:
+        return int(survey.k or 2)
+
+    def check(self, survey, targets):
+        if survey.catch_per_hit and len(targets) < 2:
+            raise DesignError("catch trials for matching need k or more targets")
+        k = self.k(survey)
+        if len(targets) < k:
+            raise DesignError(f"matching with k={k} needs {k} targets; the manifest has {len(targets)}")
+
+    def units(self, rows, survey, rng):
+        k = self.k(survey)
+        cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in rows:
+            cells.setdefault((r["model"], r["loss"]), []).append(r)
+        units = []
+        for (model, loss), cell_rows in sorted(cells.items()):
+            pool = list(cell_rows)
+            rng.shuffle(pool)
+            while len(pool) >= k:
+                group: list[dict[str, Any]] = []
+                for r in list(pool):
+                    if r["target_id"] not in {g["target_id"] for g in group}:
+                        group.append(r)
+                        pool.remove(r)
+                        if len(group) == k:
+                            break
+                if len(group) < k:
+                    break  # the rest share targets: they cannot make a matching trial
+                units.append(Unit(tuple(g["iri_id"] for g in group),
+                                  tuple(g["target_id"] for g in group), None, model, loss))
+        if not units:
+            raise DesignError(f"matching with k={k}: no model and loss has {k} IRIs of distinct targets")
+        return units
+
+    def main(self, survey, unit, side, rng):
+        order = list(range(len(unit.iris)))
+        rng.shuffle(order)
+        query = tuple(unit.iris[i] for i in order)
+        return (query, *_ordered(query, tuple(unit.targets[i] for i in order), rng))
+
+    def catch(self, survey, fresh, targets, seed_pool, side, rng):
+        k = self.k(survey)
+        group = tuple(rng.sample(fresh if len(fresh) >= k else targets, k))
+        fresh[:] = [t for t in fresh if t not in group]
+        return (group, *_ordered(group, group, rng))
+
+    def practice(self, survey, targets, seed_pool, rng):
+        group = tuple(rng.sample(targets, self.k(survey)))
+        return (group, *_ordered(group, group, rng))
+
+
+TASKS: dict[str, TaskType] = {task.name: task for task in (TwoAFC(), Matching())}
+
+
 def build_hit(
     ordinal: int,
     design_id: str,
@@ -288,8 +393,8 @@ def build_hit(
 ) -> Hit:
     survey = config.survey
     task = survey.task
+    task_type = TASKS[task]
     chance = survey.chance
-    k = 2 if task == "2afc" else int(survey.k or 2)
     hit_id = f"{design_id}-h{ordinal:04d}"
     n_main = len(units)
     n_repeat = survey.repeats_for(n_main)
@@ -299,15 +404,7 @@ def build_hit(
     mains: list[dict[str, Any]] = []
     sides = _balanced_sides(n_main, 2, rng)
     for unit, side in zip(units, sides, strict=True):
-        if task == "2afc":
-            options = (unit.targets[0], unit.foil) if side == 0 else (unit.foil, unit.targets[0])
-            answer: tuple[int, ...] = (side,)
-            query = unit.iris
-        else:
-            order = list(range(k))
-            rng.shuffle(order)
-            query = tuple(unit.iris[i] for i in order)
-            options, answer = _ordered(query, tuple(unit.targets[i] for i in order), rng)
+        query, options, answer = task_type.main(survey, unit, side, rng)
         mains.append({"kind": "main", "query": query, "options": options, "answer": answer,
                       "model": unit.model, "loss": unit.loss, "key": len(mains)})
 
@@ -316,24 +413,10 @@ def build_hit(
     fresh = [t for t in all_targets if t not in used]
     catches: list[dict[str, Any]] = []
     catch_sides = _balanced_sides(n_catch, 2, rng)
-    for i in range(n_catch):
-        if task == "2afc":
-            pool = fresh if fresh else all_targets
-            target = rng.choice(pool)
-            if target in fresh:
-                fresh.remove(target)  # catch trials too show a target once, when they can
-            foils = [t for t in all_targets if t != target] or seed_pool
-            foil = rng.choice(foils)
-            options = (target, foil) if catch_sides[i] == 0 else (foil, target)
-            catches.append({"kind": "catch", "query": (target,), "options": options,
-                            "answer": (catch_sides[i],), "model": None, "loss": None})
-        else:
-            pool = fresh if len(fresh) >= k else all_targets
-            group = tuple(rng.sample(pool, k))
-            fresh = [t for t in fresh if t not in group]
-            options, answer = _ordered(group, group, rng)
-            catches.append({"kind": "catch", "query": group, "options": options,
-                            "answer": answer, "model": None, "loss": None})
+    for side in catch_sides:
+        query, options, answer = task_type.catch(survey, fresh, all_targets, seed_pool, side, rng)
+        catches.append({"kind": "catch", "query": query, "options": options,
+                        "answer": answer, "model": None, "loss": None})
 
     # order: mains shuffled, repeats inserted after their original, catch never first
     order = list(mains)
@@ -363,16 +446,8 @@ def build_hit(
     )
 
     # practice: an obvious trial (a target against others), answered with feedback
-    if task == "2afc":
-        target = rng.choice(all_targets)
-        foil = rng.choice([t for t in all_targets if t != target] or seed_pool)
-        side = rng.randint(0, 1)
-        practice = {"query": [target], "options": [target, foil] if side == 0 else [foil, target],
-                    "answer": [side]}
-    else:
-        group = tuple(rng.sample(all_targets, k))
-        options, answer = _ordered(group, group, rng)
-        practice = {"query": list(group), "options": list(options), "answer": list(answer)}
+    query, options, answer = task_type.practice(survey, all_targets, seed_pool, rng)
+    practice = {"query": list(query), "options": list(options), "answer": list(answer)}
     return Hit(hit_id=hit_id, ordinal=ordinal, trials=trials, practice=practice)
 
 
@@ -395,11 +470,7 @@ def make_design(manifest: pa.Table, config: StudyConfig) -> Design:
     rng = random.Random(seed)
     all_targets = sorted({r["target_id"] for r in rows})
     seed_pool = sorted({r["seed_id"] for r in rows})
-    if survey.catch_per_hit and len(all_targets) < 2 and survey.task == "matching":
-        raise DesignError("catch trials for matching need k or more targets")
-    k = 1 if survey.task == "2afc" else int(survey.k or 2)
-    if survey.task == "matching" and len(all_targets) < k:
-        raise DesignError(f"matching with k={k} needs {k} targets; the manifest has {len(all_targets)}")
+    TASKS[survey.task].check(survey, all_targets)
     units = make_units(rows, config, rng)
     notes: list[str] = []
     per_hit = survey.main_trials_capacity(len(all_targets))

@@ -68,7 +68,8 @@ def response_rows(study: Study, ledger: Ledger, manifest: pa.Table) -> list[dict
                 "layer": iri["layer"] if iri else "",
                 "choice": choice[i], "answer": answer[i], "correct": choice[i] == answer[i],
                 "rt_ms": r["rt_ms"], "chance": 1.0 / len(options),
-                "excluded": verdict.excluded, "exclusion_reason": verdict.exclusion_reason,
+                "excluded": verdict.excluded, "exclusion_rules": list(verdict.exclusion_rules),
+                "exclusion_reason": verdict.exclusion_reason,
                 "platform": r["platform"],
                 "submitted_at": datetime.fromisoformat(r["submitted_at"]),
             }

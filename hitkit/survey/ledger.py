@@ -180,6 +180,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
         for table in ("events", "responses", "trials", "reviews")
     ),
+    # 1 -> 2: the codes of the rules that excluded (JSON list, hitkit.study.exclusions);
+    # NULL in reviews recorded before, whose exclusion_reason is the only record
+    """
+    ALTER TABLE reviews ADD COLUMN exclusion_rules TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

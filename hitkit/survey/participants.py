@@ -1,8 +1,9 @@
 """Simulated participants that take the survey through the same HTTP API as a browser.
 
 Behaviours
-- attentive: judges each option by its image similarity (SSIM) to the query and
-  chooses by a psychometric function: utility = slope * (similarity + noise) plus
+- attentive: judges each option by its image similarity to the query (box-window
+  SSIM, see `box_ssim`; not the Gaussian-window SSIM of the manifest's distances)
+  and chooses by a psychometric function: utility = slope * (similarity + noise) plus
   Gumbel noise (a logistic choice in 2AFC), with a lapse rate of random answers.
 - random: uniform choices at an ordinary pace.
 - fast: uniform choices in 80-250 ms (fast guessing).
@@ -31,6 +32,8 @@ from scipy.optimize import linear_sum_assignment
 from skimage.metrics import structural_similarity
 from skimage.transform import resize
 
+from hitkit.survey.design import TASKS
+
 BEHAVIOURS = ("attentive", "random", "fast", "side_biased")
 
 
@@ -40,7 +43,7 @@ class SimulationError(ValueError):
 
 @dataclass(frozen=True)
 class Psychometric:
-    slope: float = 25.0  # logit change per unit of SSIM difference
+    slope: float = 25.0  # logit change per unit of box-window SSIM difference
     noise: float = 0.03  # s.d. of noise added to each similarity judgement
     lapse: float = 0.04  # share of trials answered at random
 
@@ -80,7 +83,7 @@ def allocate(n: int, mix: dict[str, float], rng: random.Random) -> list[str]:
 
 
 class Judge:
-    """Image similarity (SSIM) between downloaded images, cached by content."""
+    """Image similarity (box-window SSIM) between downloaded images, cached by content."""
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
@@ -96,11 +99,21 @@ class Judge:
     def similarity(self, a: str, b: str) -> float:
         pair = (a, b) if a <= b else (b, a)
         if pair not in self._similarity:
-            self._similarity[pair] = 1.0 if a == b else _ssim(self._arrays[a], self._arrays[b])
+            self._similarity[pair] = 1.0 if a == b else box_ssim(self._arrays[a], self._arrays[b])
         return self._similarity[pair]
 
 
-def _ssim(x: np.ndarray, y: np.ndarray) -> float:
+def box_ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean SSIM over uniform (box) 7x7 windows, averaged over the RGB channels.
+
+    scikit-image's `structural_similarity` with its defaults: equally weighted windows,
+    sample (n-1) variances, the border half-window left out; `y` is resized to `x`'s
+    shape first. Images under 7 px use the largest odd window that fits, and under 3 px
+    1 - mean absolute difference. This is the simulated participants' judge only: the
+    manifest's `ssim` distance (generation.distances) is a different computation, with
+    a Gaussian window (11 px, sigma 1.5) and population variances, so the two numbers
+    differ for the same pair of images.
+    """
     if x.shape != y.shape:
         y = resize(y, x.shape, anti_aliasing=True)
     side = min(x.shape[0], x.shape[1])
@@ -191,7 +204,7 @@ async def take_part(client: httpx.AsyncClient, token: str, participant: str, beh
         similarities = np.array([[judge.similarity(q, o) for o in options] for q in query])
         choice, rt = choose(behaviour, similarities, rng, psychometric)
         responses.append({"trial_id": trial["trial_id"],
-                          "choice": choice[0] if hit["task"] == "2afc" else choice, "rt_ms": rt})
+                          "choice": choice[0] if TASKS[hit["task"]].single_choice else choice, "rt_ms": rt})
     payload = {"responses": responses, "client": {"simulated": behaviour}}
     started = time.perf_counter()
     reply = await client.post(f"/api/assignments/{assignment_id}/submit", json=payload)

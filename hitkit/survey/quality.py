@@ -6,8 +6,9 @@ of responses faster than `fast_rt_ms`, and side bias (2AFC: the larger share of
 left or right; matching: the share of trials answered in display order).
 
 Two separate outcomes:
-- `excluded` (with `exclusion_reason`): the data stay out of the analysis.
-  Any rule can exclude; excluding says nothing about payment.
+- `excluded` (with `exclusion_rules`, the codes of hitkit.study.exclusions, and
+  `exclusion_reason`, the same in words with the measured values): the data stay
+  out of the analysis. Any rule can exclude; excluding says nothing about payment.
 - `reject`: payment is refused. Only the rule-defined fraud threshold
   (`reject_below_catch_accuracy`) can reject, and a rejection always carries
   `rejection_message`.
@@ -20,6 +21,7 @@ import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from hitkit.study import exclusions
 from hitkit.study.config import QualitySection
 from hitkit.survey.ledger import Ledger, dumps, now_iso
 
@@ -45,6 +47,7 @@ class Quality:
     fast_share: float
     side_bias: float
     excluded: bool
+    exclusion_rules: tuple[str, ...]  # codes of hitkit.study.exclusions, in rule order
     exclusion_reason: str | None
     reject: bool
     message: str | None
@@ -97,25 +100,27 @@ def assess(assignment_id: str, answered: list[Answered], rules: QualitySection) 
     catch = catch_accuracy(answered)
     consistency = repeat_consistency(answered)
     bias = side_bias(answered)
-    reasons: list[str] = []
+    broken: list[tuple[str, float, float]] = []  # (code, measured, threshold)
     if catch is not None and catch < rules.min_catch_accuracy:
-        reasons.append(f"catch accuracy {catch:.2f} < {rules.min_catch_accuracy:g}")
+        broken.append((exclusions.CATCH_ACCURACY, catch, rules.min_catch_accuracy))
     if (rules.min_repeat_consistency is not None and consistency is not None
             and consistency < rules.min_repeat_consistency):
-        reasons.append(f"repeat consistency {consistency:.2f} < {rules.min_repeat_consistency:g}")
+        broken.append((exclusions.REPEAT_CONSISTENCY, consistency, rules.min_repeat_consistency))
     if median < rules.min_median_rt_ms:
-        reasons.append(f"median RT {median:.0f} ms < {rules.min_median_rt_ms:g} ms")
+        broken.append((exclusions.MEDIAN_RT, median, rules.min_median_rt_ms))
     if fast > rules.max_fast_share:
-        reasons.append(f"{fast:.0%} of responses under {rules.fast_rt_ms:g} ms > "
-                       f"{rules.max_fast_share:.0%}")
+        broken.append((exclusions.FAST_RESPONSES, fast, rules.max_fast_share))
     if bias > rules.max_side_bias:
-        reasons.append(f"side bias {bias:.2f} > {rules.max_side_bias:g}")
+        broken.append((exclusions.SIDE_BIAS, bias, rules.max_side_bias))
+    reasons = [exclusions.reason(code, value, limit, fast_rt_ms=rules.fast_rt_ms)
+               for code, value, limit in broken]
     reject = (rules.reject_below_catch_accuracy is not None and catch is not None
               and catch < rules.reject_below_catch_accuracy)
     return Quality(
         assignment_id=assignment_id, responses=len(answered), catch_accuracy=catch,
         repeat_consistency=consistency, median_rt_ms=median, fast_share=fast, side_bias=bias,
-        excluded=bool(reasons), exclusion_reason="; ".join(reasons) or None,
+        excluded=bool(broken), exclusion_rules=tuple(code for code, _, _ in broken),
+        exclusion_reason="; ".join(reasons) or None,
         reject=reject, message=rules.rejection_message if reject else None,
     )
 
@@ -147,14 +152,16 @@ def review(ledger: Ledger, rules: QualitySection) -> list[Quality]:
             " (SELECT MAX(review_id) FROM reviews GROUP BY assignment_id)")}
         for q in verdicts:
             before = latest.get(q.assignment_id)
+            # the reason is written from the codes and values, so an equal reason means
+            # equal codes; a row reviewed before the ledger stored codes is not re-added
             if (before is not None and bool(before["excluded"]) == q.excluded
                     and before["exclusion_reason"] == q.exclusion_reason
                     and bool(before["reject"]) == q.reject):
                 continue
             con.execute(
-                "INSERT INTO reviews (assignment_id, excluded, exclusion_reason, reject, message,"
-                " metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (q.assignment_id, int(q.excluded), q.exclusion_reason, int(q.reject), q.message,
-                 dumps(q.metrics()), now_iso()))
+                "INSERT INTO reviews (assignment_id, excluded, exclusion_rules, exclusion_reason,"
+                " reject, message, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (q.assignment_id, int(q.excluded), dumps(list(q.exclusion_rules)),
+                 q.exclusion_reason, int(q.reject), q.message, dumps(q.metrics()), now_iso()))
             ledger.add_event("reviewed", q.assignment_id, excluded=q.excluded, reject=q.reject)
     return verdicts

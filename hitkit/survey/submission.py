@@ -6,7 +6,8 @@ A submission is JSON::
      "comment": "optional free text", "client": {"width": 1280, ...}}
 
 `choice` is the chosen option's index (2AFC) or, for matching, a list giving
-for each query image the index of the option assigned to it (a permutation).
+for each query image the index of the option assigned to it (a permutation);
+the task type says which (hitkit.survey.design.TaskType.single_choice).
 Anything else is a :class:`SubmissionError` naming the field and what is wrong;
 the server answers it with a 4xx and logs the attempt.
 """
@@ -19,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hitkit.survey.design import Trial
+from hitkit.survey.design import TASKS, Trial
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_RT_MS = 6 * 3600 * 1000.0  # six hours: longer is a broken clock, not a slow participant
@@ -155,7 +156,7 @@ def parse_submission(data: Any, trials: list[Trial]) -> Submission:
 
 def _parse_choice(value: Any, trial: Trial, where: str) -> tuple[int, ...]:
     n = len(trial.options)
-    if trial.task == "2afc":
+    if TASKS[trial.task].single_choice:
         if not _is_int(value):
             raise SubmissionError(where, f"must be an integer option index 0..{n - 1}")
         if not 0 <= value < n:

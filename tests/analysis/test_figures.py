@@ -423,15 +423,51 @@ def test_participant_quality(figure_study):
     assert legend[1] == f"excluded ({excluded})" and excluded == 4
 
 
-def test_exclusion_reasons_map_to_rules():
-    from analysis.figures.quality import reason_rules
+def test_exclusions_by_rule_read_the_codes(figure_study):
+    from analysis.figures.quality import exclusions_by_rule, participant_summary
 
-    assert reason_rules("catch accuracy 0.50 < 0.8; side bias 0.91 > 0.85") == [
-        "catch accuracy", "side bias"]
-    assert reason_rules("35% of responses under 300 ms > 30%") == ["fast responses"]
-    assert reason_rules("median RT 250 ms < 400 ms") == ["median reaction time"]
-    assert reason_rules(None) == [] and reason_rules("") == []
-    assert reason_rules("custom rule 3 > 2") == ["custom rule"]
+    summary = participant_summary(StudyInputs(figure_study).responses)
+    excluded = summary[summary["excluded"]]
+    assert len(excluded) == 4
+    assert all(codes == ["catch_accuracy"] for codes in excluded["exclusion_rules"])
+    assert all(codes == [] for codes in summary[~summary["excluded"]]["exclusion_rules"])
+    assert exclusions_by_rule(summary) == {"catch accuracy": 4}
+
+
+def test_exclusions_by_rule_count_labels_not_words():
+    """Codes decide; the reason text is not parsed (here it disagrees with the codes)."""
+    from analysis.figures.quality import exclusions_by_rule, participant_summary
+
+    rows = [("p1", True, ["catch_accuracy", "side_bias"]), ("p1", True, ["side_bias"]),
+            ("p2", True, ["fast_responses"]), ("p3", True, ["from_a_newer_hitkit"]),
+            ("p4", False, []), ("p5", True, [])]
+    responses = pd.DataFrame([
+        {"participant": p, "kind": "main", "task": "2afc", "correct": True, "rt_ms": 900.0,
+         "choice": 0, "excluded": excluded, "exclusion_rules": codes,
+         "exclusion_reason": "median RT 212 ms < 400 ms" if excluded else None}
+        for p, excluded, codes in rows])
+    summary = participant_summary(responses).set_index("participant")
+    assert summary.loc["p1", "exclusion_rules"] == ["catch_accuracy", "side_bias"]
+    assert exclusions_by_rule(summary.reset_index()) == {
+        "catch accuracy": 1, "side bias": 1, "fast responses": 1, "from_a_newer_hitkit": 1,
+        "unstated rule": 1}
+
+
+def test_an_export_without_rule_codes_reads_and_shows_no_breakdown(study_copy):
+    """responses.parquet from before `exclusion_rules`: it still reads (the column comes
+    back empty) and its exclusions are counted as not recorded, not guessed from text."""
+    import pyarrow.parquet as pq
+
+    from analysis.figures.quality import exclusions_by_rule, participant_summary
+
+    path = study_copy / "responses.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["exclusion_rules"]), path)
+    responses = StudyInputs(study_copy).responses
+    assert responses["exclusion_rules"].isna().all()
+    summary = participant_summary(responses)
+    assert summary["exclusion_rules"].isna().all()
+    assert exclusions_by_rule(summary) == {"rule not recorded": 4}
+    assert len(build(study_copy, "quality").axes) == 3
 
 
 def synthetic_responses(catch_per_participant, participants=30, seed=0):
@@ -450,7 +486,8 @@ def synthetic_responses(catch_per_participant, participants=30, seed=0):
                          "rt_ms": float(rng.uniform(300, 2000)),
                          "choice": "left" if rng.random() < 0.5 else "right",
                          "excluded": excluded,
-                         "exclusion_reason": "catch accuracy 0.50 < 0.8" if excluded else ""})
+                         "exclusion_reason": "catch accuracy 0.50 < 0.8" if excluded else "",
+                         "exclusion_rules": ["catch_accuracy"] if excluded else []})
     return pd.DataFrame(rows)
 
 

@@ -25,11 +25,11 @@ def fitted(design, truth):
     analysis = AnalysisSection(factors=list(sim.design.factors))
     model, choices = build_model(data, analysis)
     dt = sample(model, SampleSettings(draws=500, tune=500, chains=2, seed=5, progress=False))
-    return sim, data, choices, dt
+    return sim, data, choices, dt, model
 
 
 def test_true_contrasts_inside_their_hdi_and_signs_right(fitted):
-    sim, data, choices, dt = fitted
+    sim, data, choices, dt, _ = fitted
     post = dt["posterior"].to_dataset()
     draws = effects.effect_draws(post, data, choices, "these-models")
     table = effects.effects_table(draws, data, choices, post, "these-models")
@@ -55,7 +55,7 @@ def test_true_contrasts_inside_their_hdi_and_signs_right(fitted):
 
 
 def test_sds_and_lapse_are_plausible(fitted):
-    sim, data, choices, dt = fitted
+    sim, data, choices, dt, _ = fitted
     post = dt["posterior"]
     # wide tolerance: 44 participants and 40 images pin SDs down only roughly
     assert 0.2 < float(post["s_participant"].mean()) < 0.9
@@ -65,7 +65,7 @@ def test_sds_and_lapse_are_plausible(fitted):
 
 
 def test_population_target_widens_the_intervals(fitted):
-    sim, data, choices, dt = fitted
+    sim, data, choices, dt, _ = fitted
     post = dt["posterior"].to_dataset()
     these = effects.effect_draws(post, data, choices, "these-models")
     population = effects.effect_draws(post, data, choices, "model-population")
@@ -74,7 +74,7 @@ def test_population_target_widens_the_intervals(fitted):
 
 
 def test_alignment_table(fitted):
-    sim, data, choices, dt = fitted
+    sim, data, choices, dt, _ = fitted
     post = dt["posterior"].to_dataset()
     table = effects.alignment_table(effects.effect_draws(post, data, choices), data)
     models = table[table.kind == "model"]
@@ -85,8 +85,8 @@ def test_alignment_table(fitted):
 
 
 def test_posterior_predictive_table(fitted):
-    sim, data, choices, dt = fitted
-    table = checks.posterior_predictive(dt["posterior"].to_dataset(), data, choices, draws=100)
+    sim, data, choices, dt, model = fitted
+    table = checks.posterior_predictive(model, dt["posterior"].to_dataset(), data, draws=100)
     assert set(table.group) == {"model", "participant", "image", "task"}
     assert len(table[table.group == "participant"]) == len(data.participants)
     assert (table.replicated_low <= table.replicated_high).all()
@@ -97,16 +97,16 @@ def test_posterior_predictive_table(fitted):
 
 
 def test_posterior_predictive_flags_a_misfit(fitted):
-    sim, data, choices, dt = fitted
+    sim, data, choices, dt, model = fitted
     bad = data.__class__(**{**data.__dict__, "y": data.y.copy()})
     bad.y[bad.participant == 0] = 0  # participant 0 now gets everything wrong
-    table = checks.posterior_predictive(dt["posterior"].to_dataset(), bad, choices, draws=100)
+    table = checks.posterior_predictive(model, dt["posterior"].to_dataset(), bad, draws=100)
     row = table[(table.group == "participant") & (table.level == data.participants[0])].iloc[0]
     assert row.flagged and row.observed_rate == 0
 
 
 def test_statsmodels_cross_check_agrees_in_sign(fitted):
-    sim, data, choices, dt = fitted
+    sim, data, choices, dt, _ = fitted
     cross = checks.statsmodels_check(dt["posterior"].to_dataset(), data, choices)
     assert cross.table.same_sign.all()
     assert ((cross.table.ratio > 0.5) & (cross.table.ratio < 2)).all()
@@ -120,7 +120,7 @@ def test_statsmodels_cross_check_agrees_in_sign(fitted):
 
 
 def test_statsmodels_cross_check_reports_a_runaway_glm(fitted):
-    sim, data, choices, dt = fitted
+    sim, data, choices, dt, _ = fitted
     level = data.factor_levels[data.factors[0]][0]
     at_chance = data.__class__(**{**data.__dict__, "y": data.y.copy()})
     rows = data.model_levels[data.factors[0]][data.model] == 0
@@ -131,15 +131,13 @@ def test_statsmodels_cross_check_reports_a_runaway_glm(fitted):
 
 
 def test_prior_predictive_summary(fitted):
-    sim, data, choices, dt = fitted
-    analysis = AnalysisSection(factors=data.factors)
-    model, _ = build_model(data, analysis)
-    numbers, lines = checks.prior_predictive(model, data, choices, draws=100)
+    sim, data, choices, dt, model = fitted
+    numbers, lines = checks.prior_predictive(model, data, draws=100)
     assert 0.5 < numbers["overall_rate_median"] < 1.0
     assert numbers["overall_rate_5"] < numbers["overall_rate_95"]
     assert "prior predictive" in lines[0]
     wide, _ = build_model(data, AnalysisSection(factors=data.factors,
                                                 priors={"intercept_sigma": 20.0}))
-    numbers, lines = checks.prior_predictive(wide, data, choices, draws=100)
+    numbers, lines = checks.prior_predictive(wide, data, draws=100)
     assert numbers["share_near_floor_or_ceiling"] > 0.5
     assert "too wide" in lines[-1]

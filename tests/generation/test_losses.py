@@ -1,8 +1,9 @@
-"""Loss terms, perceptual distances, transforms and the Fourier parameterisation."""
+"""Loss terms, the loss-kind registry, perceptual distances, transforms and the Fourier parameterisation."""
 
 from __future__ import annotations
 
 import math
+import typing
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from generation import fourier
 from generation import losses as L
 from generation import transforms as T
 from generation.distances import MissingWeightsError, ms_ssim, perceptual_distance, ssim
-from hitkit.study.generation_config import TransformSpec
+from generation.objective import LOSS_KINDS, loss_distance
+from hitkit.study.generation_config import AdversarialLoss, LossSpec, RegFreeLoss, TransformSpec
 
 
 def test_rep_error_is_relative_l2_per_image():
@@ -77,6 +79,20 @@ def test_adversarial_signs_and_auto_lambda():
     assert L.adversarial(rep, dist, lam, "target").tolist() == pytest.approx([0.0, 0.0])
     with pytest.raises(ValueError, match="anchor"):
         L.adversarial(rep, dist, 1.0, "elsewhere")
+
+
+def test_every_configured_loss_kind_has_one_registry_entry():
+    """A config class added to LossSpec without an entry in LOSS_KINDS (or the reverse) fails here."""
+    classes = typing.get_args(typing.get_args(LossSpec)[0])
+    configured = {typing.get_args(c.model_fields["kind"].annotation)[0]: c for c in classes}
+    assert {kind: entry.spec for kind, entry in LOSS_KINDS.items()} == configured
+
+
+def test_only_losses_with_a_metric_get_a_distance():
+    assert loss_distance(RegFreeLoss(name="r", kind="reg_free")) is None
+    distance = loss_distance(AdversarialLoss(name="a", kind="adversarial", metric="ssim"))
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(distance(x, x), torch.zeros(2), atol=1e-6)
 
 
 def test_ssim_and_ms_ssim_distances():

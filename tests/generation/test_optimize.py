@@ -7,8 +7,9 @@ import torch
 
 from generation.archs import create_model
 from generation.distances import perceptual_distance
-from generation.loop import LoopSettings, invert, quantize, resolve_settings, step_size_at
+from generation.loop import invert, quantize, step_size_at
 from generation.network import IRINetwork
+from generation.settings import LoopSettings, resolve_settings
 from hitkit.study.generation_config import (
     AdversarialLoss,
     GenerationSection,

@@ -97,7 +97,7 @@ def test_torchrun_two_processes_equals_one_process(small_study, tmp_path):
     generate(reference)
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "hitkit.cli.main",
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "hitkit.cli",
          "generate", "--study", str(small_study), "--device", "cpu", "--no-progress"],
         capture_output=True, text=True, timeout=300,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
@@ -138,6 +138,16 @@ def test_s3_store_round_trip_against_moto(tmp_path, s3_server):
     generate(root)
     after = client.list_objects_v2(Bucket="hitkit-test", Prefix="run1/")["Contents"]
     assert {o["Key"]: o["LastModified"] for o in after} == before
+
+
+def test_s3_store_errors_name_the_url(tmp_path, s3_server):
+    from hitkit.study.store import StoreError, open_store
+
+    store = open_store("s3://no-such-bucket/run1/", tmp_path)
+    with pytest.raises(StoreError, match=r"^s3://no-such-bucket/run1/abc\.png: upload failed"):
+        store.put("x.png", b"data", "abc")
+    with pytest.raises(StoreError, match="names no bucket"):
+        open_store("s3:///prefix", tmp_path)
 
 
 def test_cli_generate_trains_a_demo_model_then_proxy_writes_a_file(tmp_path):

@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from generation.images import ImageError, fit, png_bytes, read_image
+from generation.image_tensors import fit
 from generation.seeds import other_target_index, seed_image, seed_specs
 from generation.shapes import SHAPE_CLASSES, shape_image, shapes_batch
 from generation.targets import TargetError, load_targets
 from hitkit.study.generation_config import SeedsSection, TargetsSection
+from hitkit.study.image_io import ImageError, png_bytes, read_image
 
 
 def section(source: str, count: int = 3, path: str | None = None, **extra) -> TargetsSection:

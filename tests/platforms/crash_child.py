@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from decimal import Decimal
 
 from hitkit.platforms import Bonus, open_platform
 from hitkit.study.config import load_study
@@ -35,7 +34,7 @@ def main() -> None:
     else:
         ids = [r[0] for r in ledger.query("SELECT assignment_id FROM assignments ORDER BY 1")]
         p.approve(ids)
-        p.bonus([Bonus(a, Decimal("0.30"), "kill-test bonus") for a in ids])
+        p.bonus([Bonus(a, 30, "kill-test bonus") for a in ids])
     print("FINISHED", flush=True)
 
 

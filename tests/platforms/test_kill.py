@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from decimal import Decimal
 
 import pytest
 
@@ -69,7 +68,7 @@ def test_prolific_killed(point, prefix, tmp_path):
             p = open_platform(study, "prolific", ledger, **opts)
             ids = [r[0] for r in ledger.query("SELECT assignment_id FROM assignments")]
             p.approve(ids)
-            p.bonus([Bonus(a, Decimal("0.30"), "kill-test bonus") for a in ids])
+            p.bonus([Bonus(a, 30, "kill-test bonus") for a in ids])
             assert ledger.open_actions() == []
             assert fake.double_payments() == {} and fake.duplicate_studies() == {}
             assert sorted(len(s.bonus_payments) for s in fake.submissions.values()) == [1, 1, 1]
@@ -101,7 +100,7 @@ def test_mturk_killed(point, prefix, tmp_path, monkeypatch):
             p = open_platform(study, "mturk", ledger, **opts)
             ids = [r[0] for r in ledger.query("SELECT assignment_id FROM assignments")]
             p.approve(ids)
-            p.bonus([Bonus(a, Decimal("0.30"), "kill-test bonus") for a in ids])
+            p.bonus([Bonus(a, 30, "kill-test bonus") for a in ids])
             assert ledger.open_actions() == []
             assert fake.double_bonuses() == {} and len(fake.bonuses) == 3
             assert {a.status for a in fake.assignments.values()} == {"Approved"}

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
 import defusedxml.ElementTree as SafeET
 import pytest
 
 from hitkit.platforms import Bonus, PlatformError, open_platform
 from hitkit.platforms.mturk.answers import parse_answers
-from hitkit.platforms.mturk.platform import (
-    CLOSURE_NOTICE,
-    SANDBOX_URL,
-    MTurkPlatform,
-    reward_string,
-)
+from hitkit.platforms.mturk.api import SANDBOX_URL
+from hitkit.platforms.mturk.platform import CLOSURE_NOTICE, MTurkPlatform, reward_string
 from hitkit.platforms.mturk.question import MAX_QUESTION_BYTES, html_question
+from hitkit.study.fees import to_minor_units
 from hitkit.survey.hits import hit_trials
 from hitkit.survey.ledger import Ledger
 from tests.fakes.fixtures import mturk_client
@@ -62,7 +58,8 @@ def test_publish_collect_review_bonus(study, mturk_fake):
         for hit in fake.hits.values():
             assert hit.token and len(hit.token) == 64 and hit.annotation.startswith("hitkit;")
             assert "HTMLQuestion" in hit.question and len(hit.question.encode()) <= MAX_QUESTION_BYTES
-            assert '"answer"' not in hit.question and "catch" not in hit.question
+            data = hit.question.split('id="hit-data">', 1)[1].split("</script>", 1)[0]
+            assert '"answer"' not in hit.question and "catch" not in data  # the script itself has try/catch
         assert not p.publish().created and len(fake.hits) == 3  # a re-run creates nothing
 
         workers = ["A1WORKERONE", "A2WORKERTWO", "A3WORKERTHREE", "A4WORKERFOUR"]
@@ -78,9 +75,9 @@ def test_publish_collect_review_bonus(study, mturk_fake):
         assert sorted(p.approve(keep).done) == sorted(keep)
         assert p.reject([ids[platform_ids[3]]], LONG_MESSAGE).done == [ids[platform_ids[3]]]
         assert sorted(p.approve(keep).already) == sorted(keep)
-        paid = p.bonus([Bonus(a, Decimal("0.30"), "accuracy bonus") for a in keep])
+        paid = p.bonus([Bonus(a, 30, "accuracy bonus") for a in keep])
         assert len(paid.done) == 3
-        assert p.bonus([Bonus(a, Decimal("0.30"), "accuracy bonus") for a in keep]).done == []
+        assert p.bonus([Bonus(a, 30, "accuracy bonus") for a in keep]).done == []
         assert fake.double_bonuses() == {} and len(fake.bonuses) == 3
         assert sorted(a.status for a in fake.assignments.values()) == ["Approved"] * 3 + ["Rejected"]
         # the "participated" qualification went to every worker, silently
@@ -129,7 +126,7 @@ def test_budget_and_balance_guards(tmp_path):
 
 
 def test_reward_and_question_checks():
-    assert reward_string(0.5) == "0.50" and reward_string("1.005") == "1.01"
+    assert reward_string(50) == "0.50" and reward_string(to_minor_units("1.005")) == "1.01"
     with pytest.raises(PlatformError):
         reward_string(0)
     with pytest.raises(PlatformError, match="65535"):

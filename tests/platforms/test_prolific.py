@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 
 import pytest
 
 from hitkit.platforms import Bonus, PlatformError, open_platform
-from hitkit.platforms.prolific.platform import load_token
+from hitkit.platforms.prolific.api import load_token
 from hitkit.survey.ledger import Ledger
 from tests.platforms.helpers import LONG_MESSAGE, platform_study, prolific_participant
 
@@ -58,7 +57,7 @@ def test_publish_collect_review_bonus(study, prolific_fake):
         rejected = p.reject(ids[4:], LONG_MESSAGE)
         assert rejected.done == ids[4:]
         assert p.approve(ids[:4]).already == ids[:4]  # nothing sent twice
-        bonuses = [Bonus(a, Decimal("0.40"), "catch-trial accuracy bonus") for a in ids[:4]]
+        bonuses = [Bonus(a, 40, "catch-trial accuracy bonus") for a in ids[:4]]
         paid = p.bonus(bonuses)
         planned = ledger.query("SELECT payment_id FROM payments WHERE kind = 'bonus'")
         assert sorted(paid.done) == sorted(r["payment_id"] for r in planned) and len(planned) == 4

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from decimal import Decimal
 
 import pytest
 
@@ -59,7 +58,7 @@ def run_schedule(seed: int, study, fake: FakeMTurk) -> dict:
             reject = [ids[worked[workers[i]]] for i in sorted(bad)]
             keep = [ids[worked[w]] for i, w in enumerate(workers) if i not in bad]
             for summary in (p.approve(keep), p.reject(reject, LONG_MESSAGE),
-                            p.bonus([Bonus(a, Decimal("0.25"), "bonus for careful work")
+                            p.bonus([Bonus(a, 25, "bonus for careful work")
                                      for a in keep])):
                 if summary.failed:
                     raise PlatformError(str(summary.failed))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from decimal import Decimal
 
 import pytest
 
@@ -53,7 +52,7 @@ def run_schedule(seed: int, study, fake: FakeProlific) -> dict:
             reject = [joined[participants[i]] for i in sorted(bad)]
             keep = [a for a in joined.values() if a not in reject]
             for summary in (p.approve(keep), p.reject(reject, LONG_MESSAGE),
-                            p.bonus([Bonus(a, Decimal("0.25"), "bonus for careful work")
+                            p.bonus([Bonus(a, 25, "bonus for careful work")
                                      for a in keep])):
                 if summary.failed:
                     raise PlatformError(str(summary.failed))

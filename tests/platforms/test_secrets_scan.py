@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from decimal import Decimal
 
 from click.testing import CliRunner
 
@@ -107,7 +106,7 @@ def test_mturk_run_leaks_nothing(tmp_path, caplog, monkeypatch):
         run_cli(texts, "review", "--study", str(study.root))
         ids = [r[0] for r in ledger.query("SELECT assignment_id FROM assignments")]
         texts.append(repr(platforms.approve(study, ids, "mturk", ledger=ledger, **opts)))
-        texts.append(repr(platforms.bonus(study, [Bonus(a, Decimal("0.10"), "thanks") for a in ids],
+        texts.append(repr(platforms.bonus(study, [Bonus(a, 10, "thanks") for a in ids],
                                           "mturk", ledger=ledger, **opts)))
         fake.faults.clear()
         run_cli(texts, "pay", "--study", str(study.root), "--platform", "mturk", "--yes",

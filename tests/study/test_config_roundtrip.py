@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hitkit.study.config import StudyConfig, parse_study, study_from_dict, study_to_toml
-from hitkit.study.plan import plan_study
+from hitkit.study.size import study_size
 
 names = st.from_regex(r"[a-z][a-z0-9_-]{0,11}", fullmatch=True)
 levels = st.from_regex(r"[a-z][a-z0-9-]{0,7}", fullmatch=True)
@@ -108,7 +108,7 @@ def test_valid_config_round_trips_through_toml(data):
 @given(studies())
 def test_plan_adds_up(data):
     config: StudyConfig = study_from_dict(data)
-    plan = plan_study(config)
+    plan = study_size(config)
     survey = config.survey
     assert plan.main_per_hit + plan.catch_per_hit + plan.repeats_per_hit == plan.trials_per_hit
     assert plan.trials_per_hit <= survey.trials_per_hit
@@ -122,4 +122,4 @@ def test_plan_adds_up(data):
     # every main trial fits in the HITs, and one HIT fewer would not hold them
     assert plan.hits * plan.main_per_hit >= plan.main_trials > (plan.hits - 1) * plan.main_per_hit
     assert plan.participants == plan.hits * survey.responses_per_iri
-    assert plan.cost.total >= plan.cost.rewards > 0
+    assert plan.cost.total_minor >= plan.cost.rewards_minor > 0

@@ -27,7 +27,7 @@ from hitkit.study.manifest import MANIFEST
 from hitkit.study.tables import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
-HITKIT = [sys.executable, "-m", "hitkit.cli.main"]
+HITKIT = [sys.executable, "-m", "hitkit.cli"]
 
 
 def _target_image(index: int, size: int) -> np.ndarray:

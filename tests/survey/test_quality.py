@@ -1,9 +1,15 @@
 """Quality rules on crafted assignments: exclusion and rejection are separate."""
 
+import json
+import sqlite3
+
 import pytest
 
+from hitkit.study import exclusions
 from hitkit.study.config import QualitySection
-from hitkit.survey.quality import Answered, assess
+from hitkit.survey import ledger as ledger_module
+from hitkit.survey.ledger import Ledger, dumps, now_iso
+from hitkit.survey.quality import Answered, assess, review
 
 RULES = QualitySection(min_catch_accuracy=0.75, min_repeat_consistency=0.5, min_median_rt_ms=400,
                        fast_rt_ms=300, max_fast_share=0.3, max_side_bias=0.85,
@@ -29,6 +35,7 @@ def test_a_good_assignment_is_kept_and_paid():
     assert q.catch_accuracy == 1.0 and q.repeat_consistency == 1.0
     assert q.median_rt_ms == 800 and q.fast_share == 0 and q.side_bias == 0.5
     assert not q.excluded and q.exclusion_reason is None and not q.reject and q.message is None
+    assert q.exclusion_rules == ()
 
 
 def test_failed_catch_trials_exclude_and_only_the_fraud_rule_rejects():
@@ -41,10 +48,12 @@ def test_failed_catch_trials_exclude_and_only_the_fraud_rule_rejects():
                  for t in trials]
     q = assess("a1", wrong_two, RULES)  # 2 of 4: excluded, not rejected (0.5 is not below 0.5)
     assert q.excluded and "catch accuracy 0.50 < 0.75" in q.exclusion_reason and not q.reject
+    assert q.exclusion_rules == ("catch_accuracy",)
     all_wrong = [trial(int(t.trial_id[1:]), "catch", choice=1 - t.answer[0], answer=t.answer[0])
                  if t.kind == "catch" else t for t in trials]
     q = assess("a1", all_wrong, RULES)
     assert q.excluded and q.reject and q.message == RULES.rejection_message
+    assert q.exclusion_rules == ("catch_accuracy",)
 
 
 def test_inconsistent_repeats_exclude():
@@ -54,6 +63,7 @@ def test_inconsistent_repeats_exclude():
     q = assess("a1", trials[:-2] + flipped, RULES)
     assert q.repeat_consistency == 0.0
     assert q.excluded and "repeat consistency 0.00 < 0.5" in q.exclusion_reason and not q.reject
+    assert q.exclusion_rules == ("repeat_consistency",)
 
 
 def test_fast_responses_and_low_median_rt_exclude():
@@ -63,6 +73,7 @@ def test_fast_responses_and_low_median_rt_exclude():
     assert q.fast_share == 1.0 and q.median_rt_ms == 150
     assert "median RT 150 ms < 400 ms" in q.exclusion_reason
     assert "100% of responses under 300 ms > 30%" in q.exclusion_reason
+    assert q.exclusion_rules == ("median_rt", "fast_responses")
     assert not q.reject
 
 
@@ -71,6 +82,8 @@ def test_side_bias_excludes():
               for t in good_assignment()]
     q = assess("a1", trials, RULES)
     assert q.side_bias == 1.0 and "side bias 1.00 > 0.85" in q.exclusion_reason
+    # always left also fails half the catch trials and every swapped repeat
+    assert q.exclusion_rules == ("catch_accuracy", "repeat_consistency", "side_bias")
 
 
 def test_matching_metrics_use_images_not_positions():
@@ -85,9 +98,80 @@ def test_matching_metrics_use_images_not_positions():
                 for i in range(4)]
     q = assess("a1", in_order, RULES)
     assert q.side_bias == 1.0 and "side bias" in q.exclusion_reason
+    assert q.exclusion_rules == ("side_bias",)
 
 
 def test_no_catch_or_repeat_trials_means_no_such_rule():
     trials = [trial(i, choice=i % 2, answer=0) for i in range(6)]
     q = assess("a1", trials, RULES)
     assert q.catch_accuracy is None and q.repeat_consistency is None and not q.excluded
+    assert q.exclusion_rules == ()
+
+
+def test_every_rule_breaks_at_once_in_rule_order_with_one_reason_per_code():
+    trials = [Answered(t.trial_id, t.kind, t.repeat_of, t.options, t.answer, (0,), 150.0)
+              for t in good_assignment()]  # catch 2 of 4, repeats flipped, fast, all left
+    q = assess("a1", trials, RULES)
+    assert q.exclusion_rules == tuple(rule.code for rule in exclusions.RULES)
+    assert q.exclusion_reason.split("; ") == [
+        "catch accuracy 0.50 < 0.75", "repeat consistency 0.00 < 0.5",
+        "median RT 150 ms < 400 ms", "100% of responses under 300 ms > 30%",
+        "side bias 1.00 > 0.85"]
+
+
+def test_codes_are_unique_and_labelled():
+    codes = [rule.code for rule in exclusions.RULES]
+    assert len(set(codes)) == len(codes) == 5
+    assert exclusions.label("median_rt") == "median reaction time"
+    assert exclusions.label("from_a_newer_hitkit") == "from_a_newer_hitkit"
+
+
+def ledger_with(path, answered):
+    """A ledger holding one submitted assignment `a1` with these answers."""
+    ledger = Ledger(path)
+    at = now_iso()
+    with ledger.transaction() as con:
+        con.execute("INSERT INTO designs VALUES ('d', '2afc', 0, 1, ?, '', ?)", (len(answered), at))
+        con.execute("INSERT INTO hits VALUES ('h', 'd', 0, 1, 'open', '{}', ?)", (at,))
+        con.execute("INSERT INTO assignments (assignment_id, hit_id, platform, participant_key,"
+                    " state, started_at, submitted_at, completion_code)"
+                    " VALUES ('a1', 'h', 'local', 'local:p', 'submitted', ?, ?, 'c')", (at, at))
+        for position, a in enumerate(answered):
+            con.execute("INSERT INTO trials VALUES (?, 'h', ?, '2afc', ?, ?, ?, ?, ?)",
+                        (a.trial_id, position, a.kind, dumps(["q"]), dumps(list(a.options)),
+                         dumps(list(a.answer)), a.repeat_of))
+            con.execute("INSERT INTO responses VALUES (?, 'a1', ?, ?, ?, ?)",
+                        (f"r{position}", a.trial_id, dumps(list(a.choice)), a.rt_ms, at))
+    return ledger
+
+
+def test_review_records_the_codes_once(tmp_path):
+    fast = [Answered(t.trial_id, t.kind, t.repeat_of, t.options, t.answer, t.choice, 150.0)
+            for t in good_assignment()]
+    with ledger_with(tmp_path / "ledger.sqlite", fast) as ledger:
+        [q] = review(ledger, RULES)
+        review(ledger, RULES)  # the same verdict: no second row
+        rows = ledger.query("SELECT exclusion_rules, exclusion_reason FROM reviews")
+    assert len(rows) == 1
+    assert json.loads(rows[0]["exclusion_rules"]) == ["median_rt", "fast_responses"]
+    assert rows[0]["exclusion_reason"] == q.exclusion_reason
+
+
+def test_a_ledger_from_before_the_codes_is_migrated(tmp_path, monkeypatch):
+    path = tmp_path / "ledger.sqlite"
+    with monkeypatch.context() as old:  # the hitkit that wrote schema version 1
+        old.setattr(ledger_module, "MIGRATIONS", ledger_module.MIGRATIONS[:1])
+        old.setattr(ledger_module, "SCHEMA_VERSION", 1)
+        ledger_with(path, good_assignment()).close()
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO reviews (assignment_id, excluded, exclusion_reason, reject, metrics,"
+                " created_at) VALUES ('a1', 1, 'catch accuracy 0.50 < 0.75', 0, '{}', 'then')")
+    con.commit()
+    con.close()
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == ledger_module.SCHEMA_VERSION >= 2
+        [before] = ledger.query("SELECT exclusion_rules FROM reviews")
+        assert before["exclusion_rules"] is None  # not recorded then
+        [q] = review(ledger, RULES)  # kept now: the verdict changed, a row with codes
+        latest = ledger.query_one("SELECT * FROM reviews ORDER BY review_id DESC")
+    assert not q.excluded and json.loads(latest["exclusion_rules"]) == []

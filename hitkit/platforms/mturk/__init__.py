@@ -1,0 +1,1 @@
+"""Mechanical Turk through boto3: HITs, HTMLQuestion/ExternalQuestion, answers, imports."""

@@ -5,8 +5,8 @@ MTurk-compatible endpoints (`endpoint_url`) and for studies that must be
 re-run the way MTurk users expect; pointing it at a real Amazon endpoint
 prints the closure notice. Sandbox is the default; production needs
 `production=True`, a confirmation (or `yes=True`) and [platform].budget_cap.
-Credentials come only from boto3's standard chain (environment, profile,
-role); hitkit never reads, prints or stores them.
+The boto3 client, its credentials, retries and errors are in
+hitkit.platforms.mturk.api.
 
 Exactly once: each HIT is created with CreateHITWithHITType and a
 UniqueRequestToken derived from (study, batch, HIT) and journaled before the
@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -41,16 +40,22 @@ from hitkit.platforms.base import (
     no_checkpoint,
 )
 from hitkit.platforms.mturk.answers import parse_answers, submission_body
+from hitkit.platforms.mturk.api import (
+    PRODUCTION_URL,
+    SANDBOX_URL,
+    MTurkAPI,
+    MTurkRefused,
+    connect,
+    is_amazon,
+)
 from hitkit.platforms.mturk.question import external_question, html_page, html_question
-from hitkit.platforms.once import Transient, once, retrying
+from hitkit.platforms.once import once
 from hitkit.study.config import Study
-from hitkit.study.fees import mturk_cost, to_cents
+from hitkit.study.fees import mturk_cost, to_major_units, to_minor_units
 from hitkit.survey.hits import active_design_id, hit_trials
 from hitkit.survey.ledger import Action, Ledger
 from hitkit.survey.submission import SubmissionError, parse_submission
 
-SANDBOX_URL = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
-PRODUCTION_URL = "https://mturk-requester.us-east-1.amazonaws.com"
 CLOSURE_NOTICE = ("Amazon closed Mechanical Turk on 2026-09-30 (see the notice on the MTurk API "
                   "reference); its endpoints are not expected to answer. Use Prolific for new data, "
                   "or endpoint_url for an MTurk-compatible service.")
@@ -59,20 +64,15 @@ QUAL_APPROVAL_RATE = "000000000000000000L0"
 QUAL_NUMBER_APPROVED = "00000000000000000040"
 QUAL_LOCALE = "00000000000000000071"
 MASTERS = {"production": "2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "sandbox": "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"}
-TRANSIENT_CODES = {"ServiceFault", "ThrottlingException", "ServiceUnavailableException",
-                   "ServiceUnavailable", "RequestTimeout", "InternalFailure"}
 STATUSES = ["Submitted", "Approved", "Rejected"]
 
 
-def reward_string(amount: float | Decimal) -> str:
-    text = f"{to_cents(amount):.2f}"
-    if not REWARD.match(text) or Decimal(text) <= 0:
-        raise PlatformError(f"reward {amount!r}: must be a positive amount in USD with two decimals")
+def reward_string(amount_minor: int) -> str:
+    """MTurk's Reward/BonusAmount: USD with two decimals ("0.50"), from cents."""
+    text = str(to_major_units(amount_minor))
+    if not REWARD.match(text) or amount_minor <= 0:
+        raise PlatformError(f"reward {text} USD: must be a positive amount with two decimals")
     return text
-
-
-def is_amazon(endpoint: str) -> bool:
-    return (urlparse(endpoint).hostname or "").endswith(".amazonaws.com")
 
 
 class MTurkPlatform:
@@ -81,7 +81,7 @@ class MTurkPlatform:
     def __init__(self, study: Study, ledger: Ledger, client: Any, *, environment: str,
                  endpoint: str, checkpoint: Checkpoint = no_checkpoint,
                  image_url: Callable[[str], str] | None = None, attempts: int = 4):
-        self.study, self.ledger, self.client = study, ledger, client
+        self.study, self.ledger, self.api = study, ledger, MTurkAPI(client)
         self.environment, self.endpoint = environment, endpoint
         self.checkpoint = checkpoint
         self.image_url = image_url
@@ -115,34 +115,11 @@ class MTurkPlatform:
                 if confirm is None or not confirm(question):
                     raise PlatformError("not confirmed: pass --yes to publish to production")
         if client is None:
-            import boto3
-            from botocore.config import Config
-
-            # credentials: boto3's standard chain only (env, shared files, SSO, role)
-            client = boto3.client("mturk", region_name="us-east-1", endpoint_url=endpoint,
-                                  config=Config(connect_timeout=10, read_timeout=read_timeout,
-                                                retries={"mode": "standard",
-                                                         "total_max_attempts": attempts}))
+            client = connect(endpoint, read_timeout, attempts)
         return cls(study, ledger, client, environment=environment, endpoint=endpoint,
                    checkpoint=checkpoint, image_url=image_url, attempts=attempts)
 
     # ------------------------------------------------------------ plumbing
-
-    def call(self, operation: str, scrub: tuple[str, ...] = (), **params: Any) -> dict:
-        """One API call; errors become Transient (outcome unknown) or PlatformError (refused)."""
-        return _guard(operation, scrub, lambda: getattr(self.client, _snake(operation))(**params))
-
-    def pages(self, operation: str, key: str, **params: Any) -> list[dict]:
-        """Every item of a paginated listing (botocore's paginator), re-listed on a transient error."""
-        def listing() -> list[dict]:
-            paginator = self.client.get_paginator(_snake(operation))
-            return _guard(operation, (), lambda: [
-                item for page in paginator.paginate(**params, PaginationConfig={"PageSize": 100})
-                for item in page.get(key, [])])
-        return retrying(listing, attempts=self.attempts)
-
-    def read(self, operation: str, **params: Any) -> dict:
-        return retrying(lambda: self.call(operation, **params), attempts=self.attempts)
 
     def _once(self, key, kind, subject, request, send, reconcile=None):
         return once(self.ledger, key, "mturk", kind, subject, request, send, reconcile=reconcile,
@@ -170,19 +147,20 @@ class MTurkPlatform:
 
     def publish(self, *, new: bool = False) -> PublishResult:
         survey = self.study.config.survey
-        reward = reward_string(survey.reward)
+        reward = reward_string(to_minor_units(survey.reward))
         estimate = self.estimate()
+        total = to_major_units(estimate.total_minor)
         cap = self.study.config.platform.budget_cap
-        if cap is not None and estimate.total > to_cents(cap):
-            raise PlatformError(f"estimated cost ${estimate.total} exceeds [platform].budget_cap "
+        if cap is not None and estimate.total_minor > to_minor_units(cap):
+            raise PlatformError(f"estimated cost ${total} exceeds [platform].budget_cap "
                                 f"${cap:.2f} ({estimate.rate_note})")
         batch = None if new else records.open_batch(self.ledger, "mturk")
         created = batch is None
         if created:
-            balance = Decimal(self.read("GetAccountBalance")["AvailableBalance"])
-            if balance < estimate.total:
+            balance = self.api.call("GetAccountBalance")["AvailableBalance"]
+            if to_minor_units(balance) < estimate.total_minor:
                 raise PlatformError(f"MTurk balance ${balance} is below the estimated cost "
-                                    f"${estimate.total} ({estimate.rate_note})")
+                                    f"${total} ({estimate.rate_note})")
             batch = records.create_batch(self.ledger, "mturk", estimate.assignments,
                                          {"environment": self.environment,
                                           "endpoint": self.endpoint})
@@ -200,7 +178,7 @@ class MTurkPlatform:
         # CreateHITType is idempotent: the same properties give the same HITTypeId
         hit_type = self._once(f"mturk:hit-type:{batch_id}", "create_hit_type", batch_id,
                               {k: v for k, v in type_params.items() if k != "Description"},
-                              lambda a: {"HITTypeId": self.call("CreateHITType", **type_params)["HITTypeId"]},
+                              lambda a: {"HITTypeId": self.api.call("CreateHITType", **type_params)["HITTypeId"]},
                               lambda a: None)["HITTypeId"]
         records.set_external_id(self.ledger, batch_id, hit_type)
         lifetime = int(self.settings.lifetime_days * 86400)
@@ -213,7 +191,7 @@ class MTurkPlatform:
         self.ledger.event("batch_published", batch_id, platform="mturk", environment=self.environment)
         return PublishResult("mturk", batch_id, hit_type, estimate.assignments, created, urls[:1],
                              self.notes + [f"{self.environment}: {len(urls)} HITs, estimated cost "
-                                           f"${estimate.total} ({estimate.rate_note})"])
+                                           f"${total} ({estimate.rate_note})"])
 
     def _worker_url(self, hit_type: str, hit_id: str) -> str:
         host = "worker.mturk.com" if self.environment == "production" else "workersandbox.mturk.com"
@@ -261,7 +239,7 @@ class MTurkPlatform:
                                      "participation is excluded)."}
             try:
                 reply = once(self.ledger, key, "mturk", "create_qualification_type", None, {"name": name},
-                             lambda a, p=params: {"id": self.call("CreateQualificationType", **p)
+                             lambda a, p=params: {"id": self.api.call("CreateQualificationType", **p)
                                                   ["QualificationType"]["QualificationTypeId"]},
                              checkpoint=self.checkpoint, attempts=1)
             except PlatformError:
@@ -273,11 +251,12 @@ class MTurkPlatform:
         if self.settings.question == "external":
             return external_question(self.settings.external_url)
         from hitkit.study.images import load_images
+        from hitkit.survey.hits import hit_practice
 
         images = load_images(self.study.root)
         url = self.image_url or (lambda image_id: _inline(images, image_id))
-        survey = self.study.config.survey
-        page = html_page(survey.title, survey.instructions, hit_trials(self.ledger, hit_id), url)
+        page = html_page(self.study.config.survey, hit_trials(self.ledger, hit_id),
+                         hit_practice(self.ledger, hit_id), url)
         return html_question(page)
 
     def _create_hit(self, batch_id: str, hit_type: str, hit_id: str, places: int,
@@ -294,7 +273,7 @@ class MTurkPlatform:
 
         def send(action: Action) -> dict:
             try:
-                return {"HITId": self.call("CreateHITWithHITType", **params)["HIT"]["HITId"]}
+                return {"HITId": self.api.call("CreateHITWithHITType", **params)["HIT"]["HITId"]}
             except MTurkRefused as exc:
                 if exc.turk_code == "AWS.MechanicalTurk.HitAlreadyExists":
                     found = re.search(r"\b([A-Z0-9]{20,64})\b", exc.message)
@@ -315,7 +294,7 @@ class MTurkPlatform:
         return None
 
     def _list_hits(self) -> list[dict]:
-        return self.pages("ListHITs", "HITs")
+        return self.api.pages("ListHITs", "HITs")
 
     def batch_hits(self, batch_id: str) -> dict[str, str]:
         """MTurk HITId -> hitkit hit_id for the batch: the journal, plus orphans found by tag."""
@@ -340,7 +319,7 @@ class MTurkPlatform:
         counts: dict[str, int] = {}
         states = set()
         for mturk_hit in self.batch_hits(batch["batch_id"]):
-            hit = self.read("GetHIT", HITId=mturk_hit)["HIT"]
+            hit = self.api.call("GetHIT", HITId=mturk_hit)["HIT"]
             states.add(hit["HITStatus"])
             for name, field in (("pending", "NumberOfAssignmentsPending"),
                                 ("available", "NumberOfAssignmentsAvailable"),
@@ -353,12 +332,12 @@ class MTurkPlatform:
 
     def _assignments(self, mturk_hit: str) -> list[dict]:
         # Approved too: auto-approval turns Submitted into Approved without telling anyone
-        return self.pages("ListAssignmentsForHIT", "Assignments", HITId=mturk_hit,
+        return self.api.pages("ListAssignmentsForHIT", "Assignments", HITId=mturk_hit,
                           AssignmentStatuses=STATUSES)
 
     def collect(self) -> CollectResult:
         batch = self._batch()
-        reward = to_cents(self.study.config.survey.reward)
+        reward_minor = to_minor_units(self.study.config.survey.reward)
         qual_id = None
         if self.settings.qualifications.exclude_past_participants:
             qual_id = self._participated_type()
@@ -389,13 +368,13 @@ class MTurkPlatform:
                 if qual_id:
                     self._once(f"mturk:qualify:{a['AssignmentId']}", "qualify_worker", aid,
                                {"qualification": qual_id},
-                               lambda act, w=worker: self.call(
+                               lambda act, w=worker: self.api.call(
                                    "AssociateQualificationWithWorker", scrub=(w,),
                                    QualificationTypeId=qual_id, WorkerId=w, IntegerValue=1,
                                    SendNotification=False) and {})
                 status = a["AssignmentStatus"]
                 if status == "Approved":
-                    records.record_review(self.ledger, aid, "approved", reward, "USD", None)
+                    records.record_review(self.ledger, aid, "approved", reward_minor, "USD", None)
                     approved += 1
                 elif status == "Rejected":
                     records.record_review(self.ledger, aid, "rejected", None, "USD", None)
@@ -429,7 +408,7 @@ class MTurkPlatform:
 
     def _review(self, assignment_ids: list[str], target: str, message: str | None) -> ActionSummary:
         found, failed = self._platform_ids(assignment_ids)
-        reward = to_cents(self.study.config.survey.reward)
+        reward_minor = to_minor_units(self.study.config.survey.reward)
         operation = "ApproveAssignment" if target == "Approved" else "RejectAssignment"
         done, already = [], []
         for aid, row in found.items():
@@ -438,7 +417,7 @@ class MTurkPlatform:
             prior = self.ledger.query_one("SELECT state FROM actions WHERE idempotency_key = ?", (key,))
 
             def current(action: Action | None = None, pid=pid, aid=aid) -> dict | None:
-                state = self.read("GetAssignment", AssignmentId=pid)["Assignment"]["AssignmentStatus"]
+                state = self.api.call("GetAssignment", AssignmentId=pid)["Assignment"]["AssignmentStatus"]
                 if state == target:
                     return {"status": state}
                 if state != "Submitted":
@@ -456,13 +435,14 @@ class MTurkPlatform:
                 if message:
                     params["RequesterFeedback"] = message[:1024]
                 self._once(key, operation, aid, {"assignment": pid},
-                           lambda a, p=params: self.call(operation, **p) and {"status": target},
+                           lambda a, p=params: self.api.call(operation, **p) and {"status": target},
                            current)
             except PlatformError as exc:
                 failed[aid] = str(exc)
                 continue
             state = "approved" if target == "Approved" else "rejected"
-            records.record_review(self.ledger, aid, state, reward if state == "approved" else None,
+            records.record_review(self.ledger, aid, state,
+                                  reward_minor if state == "approved" else None,
                                   "USD", key, message if state == "rejected" else None)
             (already if prior is not None and prior["state"] == "done" else done).append(aid)
         return ActionSummary(done, already, failed)
@@ -492,26 +472,29 @@ class MTurkPlatform:
             a = found[row["assignment_id"]]
             worker = a["participant_key"].split(":", 1)[1]
             pid = a["platform_assignment_id"]
-            amount = reward_string(Decimal(row["amount"]))
+            amount_minor = records.amount_minor(row["amount"])
+            amount = reward_string(amount_minor)
             key = f"mturk:bonus:{row['payment_id']}"
             if row["action_key"] is None:
                 self.ledger.journal(key, "mturk", "send_bonus", row["assignment_id"],
                                     {"payment": row["payment_id"], "amount": amount})
                 records.bind_payments(self.ledger, [row["payment_id"]], key)
             if balance is None:
-                balance = Decimal(self.read("GetAccountBalance")["AvailableBalance"])
+                balance = to_minor_units(self.api.call("GetAccountBalance")["AvailableBalance"])
             params = {"WorkerId": worker, "AssignmentId": pid, "BonusAmount": amount,
                       "Reason": row["reason"], "UniqueRequestToken": records.digest(key, length=64)}
 
-            def paid(action: Action | None = None, pid=pid, amount=amount, reason=row["reason"]):
-                for b in self.pages("ListBonusPayments", "BonusPayments", AssignmentId=pid):
-                    if b.get("Reason") == reason and Decimal(b["BonusAmount"]) == Decimal(amount):
+            def paid(action: Action | None = None, pid=pid, amount_minor=amount_minor,
+                     reason=row["reason"]):
+                for b in self.api.pages("ListBonusPayments", "BonusPayments", AssignmentId=pid):
+                    if (b.get("Reason") == reason
+                            and to_minor_units(b["BonusAmount"]) == amount_minor):
                         return {"reconciled": "ListBonusPayments"}
                 return None
 
             def send(action: Action, p=params, paid=paid, worker=worker) -> dict:
                 try:
-                    self.call("SendBonus", scrub=(worker,), **p)
+                    self.api.call("SendBonus", scrub=(worker,), **p)
                 except MTurkRefused as exc:
                     # the token was used already: the bonus went out in an earlier attempt
                     if "UniqueRequestToken" in exc.message and paid() is not None:
@@ -537,12 +520,12 @@ class MTurkPlatform:
         expired = []
         for mturk_hit in sorted(self.batch_hits(batch["batch_id"])):
             # idempotent: expiring an expired HIT again changes nothing
-            retrying(lambda h=mturk_hit: self.call("UpdateExpirationForHIT", HITId=h,
-                                                   ExpireAt=datetime(2015, 1, 1, tzinfo=UTC)))
+            self.api.call("UpdateExpirationForHIT", HITId=mturk_hit,
+                          ExpireAt=datetime(2015, 1, 1, tzinfo=UTC))
             expired.append(mturk_hit)
             if delete:
                 try:
-                    retrying(lambda h=mturk_hit: self.call("DeleteHIT", HITId=h))
+                    self.api.call("DeleteHIT", HITId=mturk_hit)
                 except MTurkRefused as exc:
                     if "Disposed" not in exc.message:
                         raise
@@ -602,51 +585,8 @@ def base_url_images(study: Study, base_url: str) -> Callable[[str], str]:
     return url
 
 
-class MTurkRefused(PlatformError):
-    def __init__(self, operation: str, code: str, turk_code: str, message: str):
-        super().__init__(f"MTurk {operation}: {turk_code or code}: {message}")
-        self.code, self.turk_code, self.message = code, turk_code, message
-
-
-def _guard(operation: str, scrub: tuple[str, ...], fn: Callable[[], Any]) -> Any:
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectionError,
-        HTTPClientError,
-        ReadTimeoutError,
-    )
-
-    try:
-        return fn()
-    except (ReadTimeoutError, ConnectionError, HTTPClientError) as exc:
-        raise Transient(f"MTurk {operation}: {type(exc).__name__}") from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "")
-        turk = exc.response.get("TurkErrorCode") or ""
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        message = _scrub(error.get("Message", ""), scrub)
-        if code in TRANSIENT_CODES or status >= 500:
-            raise Transient(f"MTurk {operation}: {code} {message}") from None
-        raise MTurkRefused(operation, code, turk, message) from None
-    except BotoCoreError as exc:
-        raise Transient(f"MTurk {operation}: {type(exc).__name__}") from None
-
-
 def _raise(exc: Exception):
     raise exc
-
-
-def _snake(operation: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower().replace("h_i_t", "hit")
-
-
-def _scrub(message: str, secrets: tuple[str, ...]) -> str:
-    for value in secrets:
-        if value:
-            message = message.replace(value, "<worker>")
-    return message
 
 
 def _inline(images, image_id: str) -> str:

@@ -1,0 +1,1 @@
+"""Prolific through its REST API: studies, submissions, approvals, bonuses."""

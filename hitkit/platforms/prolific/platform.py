@@ -13,23 +13,14 @@ internal name; paying a bulk bonus is not idempotent either, so the ledger
 pays each bonus run once and, after an unknown outcome, pays again only when
 the submissions show the bonus did not arrive.
 
-The API token comes from the environment variable named by
-[platform.prolific].token_env or from a token_file readable by its owner
-only; it is sent in the Authorization header and never printed or logged.
+The HTTP client and the API token are in hitkit.platforms.prolific.api.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
-
-import httpx
 
 from hitkit.platforms import records
 from hitkit.platforms.base import (
@@ -44,95 +35,13 @@ from hitkit.platforms.base import (
     no_checkpoint,
 )
 from hitkit.platforms.once import Transient, once, retrying
+from hitkit.platforms.prolific.api import API_URL, ProlificAPI, load_token
 from hitkit.study.config import PROLIFIC_MIN_REJECTION_MESSAGE, Study
-from hitkit.study.fees import hourly_rate, prolific_cost, to_cents
+from hitkit.study.fees import hourly_rate, prolific_cost, to_major_units, to_minor_units
 from hitkit.survey.ledger import Action, Ledger
 
-API_URL = "https://api.prolific.com/api/v1"
 PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 REJECTION_CATEGORY = "FAILED_CHECK"
-
-
-def load_token(study: Study, environ: dict[str, str] | None = None) -> str:
-    """The API token: [platform.prolific].token_file (mode 0600) or the token_env variable."""
-    settings = study.config.platform.prolific
-    environ = os.environ if environ is None else environ
-    if settings.token_file:
-        path = Path(settings.token_file).expanduser()
-        path = path if path.is_absolute() else study.root / path
-        try:
-            mode = path.stat().st_mode
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise PlatformError(f"[platform.prolific] token_file {path}: {exc.strerror}") from None
-        if mode & 0o077:
-            raise PlatformError(f"[platform.prolific] token_file {path}: readable by others; "
-                                f"run `chmod 600 {path}`")
-        if not text:
-            raise PlatformError(f"[platform.prolific] token_file {path}: empty")
-        return text
-    token = environ.get(settings.token_env, "").strip()
-    if not token:
-        raise PlatformError(f"no Prolific API token: set the environment variable "
-                            f"{settings.token_env} ([platform.prolific].token_env) or token_file")
-    return token
-
-
-class ProlificAPI:
-    """Thin httpx wrapper: errors classified as transient (retry/reconcile) or definite."""
-
-    def __init__(self, token: str, api_url: str = API_URL, timeout: float = 30.0,
-                 read_timeout: float | None = None, transport: httpx.BaseTransport | None = None):
-        self.api_url = api_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.api_url, headers={"Authorization": f"Token {token}"},
-            timeout=httpx.Timeout(timeout, read=read_timeout or timeout), transport=transport)
-
-    def __repr__(self) -> str:  # never show the token
-        return f"ProlificAPI({self.api_url!r})"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
-        where = f"Prolific {method} {path}"
-        try:
-            reply = self._http.request(method, path, json=body, params=params)
-        except httpx.TimeoutException:
-            raise Transient(f"{where}: timed out") from None
-        except httpx.TransportError as exc:
-            raise Transient(f"{where}: {type(exc).__name__}") from None
-        if reply.status_code in (408, 429) or reply.status_code >= 500:
-            if reply.status_code == 429:
-                time.sleep(min(float(reply.headers.get("Retry-After") or 1), 30.0))
-            raise Transient(f"{where}: HTTP {reply.status_code}")
-        if reply.status_code == 401:
-            raise PlatformError(f"{where}: the API token was refused (401); check it")
-        if reply.status_code >= 400:
-            try:
-                detail = reply.json().get("error", {}).get("detail")
-            except (ValueError, AttributeError):
-                detail = reply.text[:300]
-            raise PlatformError(f"{where}: HTTP {reply.status_code}: {detail}")
-        if reply.status_code == 204 or not reply.content:
-            return None
-        return reply.json()
-
-    def get(self, path: str, params: dict | None = None) -> Any:
-        return retrying(lambda: self.call("GET", path, params=params))
-
-    def pages(self, path: str, params: dict | None = None, page_size: int = 100) -> Iterator[dict]:
-        page = 1
-        while True:
-            data = self.get(path, {**(params or {}), "page": page, "page_size": page_size})
-            if isinstance(data, list):  # an unpaginated list
-                yield from data
-                return
-            yield from data.get("results", [])
-            nxt = (data.get("_links") or {}).get("next") or {}
-            if not nxt.get("href"):
-                return
-            page += 1
 
 
 def completion_url(study: Study, ledger: Ledger, prolific_study_id: str) -> str | None:
@@ -144,10 +53,6 @@ def completion_url(study: Study, ledger: Ledger, prolific_study_id: str) -> str 
         return None
     code = "HK" + records.digest(study.config.study.id, row["batch_id"], "complete", length=8).upper()
     return f"https://app.prolific.com/submissions/complete?cc={code}"
-
-
-def cents(amount: Decimal | float) -> int:
-    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 class ProlificPlatform:
@@ -167,6 +72,21 @@ class ProlificPlatform:
         self.attempts = attempts
         self.settings = study.config.platform.prolific
         self.currency = study.config.platform.currency
+
+    @classmethod
+    def open(cls, study: Study, ledger: Ledger, *, api: ProlificAPI | None = None,
+             token: str | None = None, api_url: str | None = None,
+             endpoint_url: str | None = None, read_timeout: float | None = None,
+             checkpoint: Checkpoint = no_checkpoint, force: bool = False,
+             bonus_settle_seconds: float = 600.0, attempts: int = 4,
+             **_: Any) -> ProlificPlatform:
+        """The platform with its API client: `api`, or one from the token (default: load_token)
+        and api_url or endpoint_url (default: Prolific's). Other platforms' options are ignored."""
+        if api is None:
+            api = ProlificAPI(token or load_token(study), api_url or endpoint_url or API_URL,
+                              read_timeout=read_timeout)
+        return cls(study, ledger, api, checkpoint=checkpoint, force=force,
+                   bonus_settle_seconds=bonus_settle_seconds, attempts=attempts)
 
     # ------------------------------------------------------------ helpers
 
@@ -212,8 +132,9 @@ class ProlificPlatform:
         estimate = prolific_cost(survey.reward, places, self.settings.service_fee,
                                  self.settings.vat, self.currency)
         cap = self.study.config.platform.budget_cap
-        if cap is not None and estimate.total > to_cents(cap):
-            raise PlatformError(f"estimated cost {estimate.total} {self.currency} ({places} places) "
+        total = to_major_units(estimate.total_minor)
+        if cap is not None and estimate.total_minor > to_minor_units(cap):
+            raise PlatformError(f"estimated cost {total} {self.currency} ({places} places) "
                                 f"exceeds [platform].budget_cap {cap:.2f}")
         batch = None if new else records.open_batch(self.ledger, "prolific")
         created = batch is None
@@ -231,7 +152,7 @@ class ProlificPlatform:
         self.ledger.event("batch_published", batch_id, platform="prolific", places=places)
         return PublishResult("prolific", batch_id, study_id, places, created,
                              [f"https://app.prolific.com/researcher/studies/{study_id}"],
-                             notes + [f"estimated cost {estimate.total} {self.currency} "
+                             notes + [f"estimated cost {total} {self.currency} "
                                       f"({estimate.rate_note})"])
 
     def _published(self, study_id: str) -> dict | None:
@@ -294,7 +215,7 @@ class ProlificPlatform:
             "total_available_places": places,
             "estimated_completion_time": minutes,
             "maximum_allowed_time": max(3 * minutes, minutes + 30),
-            "reward": cents(survey.reward),
+            "reward": to_minor_units(survey.reward),
             "device_compatibility": ["desktop"] if survey.desktop_only else
                                     ["desktop", "tablet", "mobile"],
             "filters": filters,
@@ -364,7 +285,8 @@ class ProlificPlatform:
                 new += known.get(aid) is None
             state = row["state"]
             if status == "APPROVED":
-                records.record_review(self.ledger, aid, "approved", to_cents(self.study.config.survey.reward),
+                records.record_review(self.ledger, aid, "approved",
+                                      to_minor_units(self.study.config.survey.reward),
                                       self.currency, None)
                 approved += 1
             elif status == "REJECTED":
@@ -406,25 +328,30 @@ class ProlificPlatform:
                 # one such ID would make Prolific refuse the whole bulk request
                 failed[aid] = f"Prolific lists its submission as {status}; run `hitkit collect` later"
                 del found[aid]
-        reward = to_cents(self.study.config.survey.reward)
+        reward_minor = to_minor_units(self.study.config.survey.reward)
         keys = {aid: f"prolific:approve:{sid}" for aid, sid in found.items()}
         todo, already, done = {}, [], []
         for aid, key in keys.items():
             action = self.ledger.journal(key, "prolific", "approve", aid, {"submission": found[aid]})
             if action.state == "done":
-                records.record_review(self.ledger, aid, "approved", reward, self.currency, key)
+                records.record_review(self.ledger, aid, "approved", reward_minor, self.currency, key)
                 already.append(aid)
             else:
                 todo[aid] = action
-        for aid, action in list(todo.items()):
-            if action.state == "sent":  # an earlier attempt's outcome is unknown: ask first
+
+        def settle_approved(aids: list[str]) -> None:
+            for aid in aids:
                 if self._submission_status(found[aid]) == "APPROVED":
-                    self._record_approval(aid, keys[aid], reward)
+                    self._record_approval(aid, keys[aid], reward_minor)
                     done.append(aid)
                     del todo[aid]
-        for attempt in range(self.attempts):
+
+        # an earlier attempt's outcome is unknown: ask first
+        settle_approved([aid for aid, action in todo.items() if action.state == "sent"])
+
+        def send() -> None:
             if not todo:
-                break
+                return
             for aid in todo:
                 self.checkpoint("journaled", keys[aid])
                 self.ledger.settle(keys[aid], "sent")
@@ -432,31 +359,31 @@ class ProlificPlatform:
                 self.api.call("POST", "/submissions/bulk-approve/",
                               {"submission_ids": [found[a] for a in todo]})
             except Transient:
-                time.sleep(0.05 * 2 ** attempt)
-                for aid in list(todo):  # some may have gone through: settle those, retry the rest
-                    if self._submission_status(found[aid]) == "APPROVED":
-                        self._record_approval(aid, keys[aid], reward)
-                        done.append(aid)
-                        del todo[aid]
-                continue
+                raise
             except PlatformError as exc:
                 for aid in todo:
                     self.ledger.settle(keys[aid], "failed", {"error": str(exc)})
                     failed[aid] = str(exc)
-                todo = {}
-                break
+                todo.clear()
+                return
             for aid in todo:
                 self.checkpoint("sent", keys[aid])
-                self._record_approval(aid, keys[aid], reward)
+                self._record_approval(aid, keys[aid], reward_minor)
                 done.append(aid)
-            todo = {}
+            todo.clear()
+
+        # after an unknown outcome some may have gone through: settle those, resend the rest
+        try:
+            retrying(send, self.attempts, before_retry=lambda: settle_approved(list(todo)))
+        except Transient:
+            settle_approved(list(todo))
         for aid in todo:
             failed[aid] = "outcome unknown after retries; run the command again"
         return ActionSummary(done, already, failed)
 
-    def _record_approval(self, aid: str, key: str, reward: Decimal) -> None:
+    def _record_approval(self, aid: str, key: str, reward_minor: int) -> None:
         self.ledger.settle(key, "done", {"status": "APPROVED"})
-        records.record_review(self.ledger, aid, "approved", reward, self.currency, key)
+        records.record_review(self.ledger, aid, "approved", reward_minor, self.currency, key)
 
     def _submission_status(self, submission_id: str) -> str:
         return self.api.get(f"/submissions/{submission_id}/")["status"]
@@ -516,7 +443,8 @@ class ProlificPlatform:
             raise PlatformError("; ".join(f"{a}: {m}" for a, m in missing.items()))
         lines = [(r["payment_id"], r["assignment_id"], found[r["assignment_id"]], r["amount"])
                  for r in rows]
-        csv = "\n".join(f"{sid},{Decimal(amount):.2f}" for _, _, sid, amount in lines)
+        csv = "\n".join(f"{sid},{to_major_units(records.amount_minor(amount))}"
+                        for _, _, sid, amount in lines)
         # creating a bulk bonus only sets it up (nothing is paid): a repeat is harmless
         create_key = run_key.replace(":bonus-pay:", ":bonus-create:")
         bulk = self._once(create_key, "create_bonus", None, {"payments": pids},

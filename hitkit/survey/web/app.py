@@ -21,10 +21,8 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -45,11 +43,11 @@ from hitkit.survey.assignments import (
     submit,
 )
 from hitkit.survey.design import Trial
+from hitkit.survey.frontend import STATIC, served_page
 from hitkit.survey.hits import hit_practice, hit_trials
 from hitkit.survey.ledger import Ledger
 from hitkit.survey.submission import MAX_BODY_BYTES, SubmissionError, decode_body, parse_submission
 
-HERE = Path(__file__).parent
 PLATFORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 SLOT = re.compile(r"^([qo])(\d{1,2})$")
@@ -82,10 +80,6 @@ class SurveyApp:
         self._hit_of: dict[str, str] = {}
         self._shown: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
-        self.templates = Environment(
-            loader=FileSystemLoader(HERE / "templates"),
-            autoescape=select_autoescape(["html"]),
-        )
 
     @property
     def hold_minutes(self) -> float:
@@ -129,12 +123,7 @@ class SurveyApp:
             or not any(k in params for k in ("token", "PROLIFIC_PID", "workerId"))
         )
         mobile = survey.desktop_only and bool(MOBILE_UA.search(request.headers.get("user-agent", "")))
-        html = self.templates.get_template("survey.html").render(
-            title=survey.title, consent=survey.consent, instructions=survey.instructions,
-            task=survey.task, k=survey.k or 2, practice=survey.practice,
-            desktop_only=survey.desktop_only, preview=preview, mobile=mobile,
-            time_estimate=survey.time_estimate_minutes,
-        )
+        html = served_page(survey, preview=preview, mobile=mobile)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def preview(self, request: Request) -> Response:
@@ -373,7 +362,7 @@ def create_app(study: Study, ledger: Ledger | None = None,
         Route("/api/assignments/{assignment_id}/submit", app_state.submit, methods=["POST"]),
         Route("/img/{owner}/{trial}/{slot}", app_state.image),
         Route("/img/{owner}/{slot}", _preview_image(app_state)),
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error,
                                                        Exception: server_error},

@@ -1,4 +1,6 @@
-"""The study's plan: how many IRIs, trials, HITs and participants, what they cost.
+"""The study's size: how many IRIs, trials, HITs and participants, and what they cost.
+
+(Not to be confused with `hitkit plan`, the precision planning in analysis.planning.)
 
 `hitkit validate` prints it before anything is generated or paid for, so a
 researcher sees the size of the study (and its bill) while it is still a file.
@@ -11,12 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hitkit.study.config import Study, StudyConfig
-from hitkit.study.fees import CostEstimate, hourly_rate, local_cost, mturk_cost, prolific_cost
+from hitkit.study.fees import (
+    CostEstimate,
+    hourly_rate,
+    local_cost,
+    mturk_cost,
+    prolific_cost,
+    to_major_units,
+    to_minor_units,
+)
 from hitkit.study.generation_config import NEEDS_PATH, ImageSeed
 
 
 @dataclass(frozen=True)
-class StudyPlan:
+class StudySize:
     models: int
     targets: int
     seeds: int
@@ -55,7 +65,7 @@ def estimate_cost(config: StudyConfig, hits: int, participants: int) -> CostEsti
     return local_cost(survey.reward, participants, platform.currency)
 
 
-def plan_study(config: StudyConfig) -> StudyPlan:
+def study_size(config: StudyConfig) -> StudySize:
     survey = config.survey
     seeds = config.seeds.count * len(config.seeds.kinds)
     iris_per_model_loss = config.targets.count * seeds
@@ -89,9 +99,10 @@ def plan_study(config: StudyConfig) -> StudyPlan:
             "publish will refuse it unless --force"
         )
     cap = config.platform.budget_cap
-    if cap is not None and cost.total > cap:
+    if cap is not None and cost.total_minor > to_minor_units(cap):
         notes.append(
-            f"estimated cost {cost.total:.2f} {cost.currency} exceeds budget_cap {cap:.2f}: "
+            f"estimated cost {to_major_units(cost.total_minor):.2f} {cost.currency} exceeds "
+            f"budget_cap {cap:.2f}: "
             "publish will refuse it"
         )
     if config.platform.kind == "mturk":
@@ -99,7 +110,7 @@ def plan_study(config: StudyConfig) -> StudyPlan:
             "Amazon closed Mechanical Turk on 2026-09-30: the mturk platform works against "
             "MTurk-compatible endpoints (platform.mturk.endpoint_url) and for importing archives"
         )
-    return StudyPlan(
+    return StudySize(
         models=len(config.models),
         targets=config.targets.count,
         seeds=seeds,
@@ -174,9 +185,9 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
-def format_plan(study: Study, plan: StudyPlan, path_notes: list[str]) -> str:
+def format_size(study: Study, size: StudySize, path_notes: list[str]) -> str:
     config = study.config
-    survey, cost = config.survey, plan.cost
+    survey, cost = config.survey, size.cost
     lines = [
         f"Study {config.study.id!r}: {config.study.title}",
         f"  file: {study.path}",
@@ -201,12 +212,12 @@ def format_plan(study: Study, plan: StudyPlan, path_notes: list[str]) -> str:
     lines += [
         "",
         "Generation",
-        f"  models            {plan.models}",
-        f"  targets           {plan.targets} ({config.targets.source})",
-        f"  seeds per target  {plan.seeds} ({config.seeds.count} × [{seed_kinds}])",
-        f"  losses            {plan.losses} ({losses})",
-        f"  IRIs              {_count(plan.iris)} = models × targets × seeds × losses",
-        f"  work              {_count(plan.image_steps)} image-steps "
+        f"  models            {size.models}",
+        f"  targets           {size.targets} ({config.targets.source})",
+        f"  seeds per target  {size.seeds} ({config.seeds.count} × [{seed_kinds}])",
+        f"  losses            {size.losses} ({losses})",
+        f"  IRIs              {_count(size.iris)} = models × targets × seeds × losses",
+        f"  work              {_count(size.image_steps)} image-steps "
         f"({config.generation.steps:,} steps, {config.generation.optimizer}, "
         f"batch {config.generation.batch_size})",
         "",
@@ -214,20 +225,21 @@ def format_plan(study: Study, plan: StudyPlan, path_notes: list[str]) -> str:
         f"  task              {survey.task}"
         + (f" (k={survey.k})" if survey.task == "matching" else "")
         + f", {chance}, foil: {survey.foil}",
-        f"  main trials       {_count(plan.main_trials)}",
-        f"  per HIT           {plan.trials_per_hit} trials = {plan.main_per_hit} main + "
-        f"{plan.catch_per_hit} catch + {plan.repeats_per_hit} repeats",
-        f"  HITs              {_count(plan.hits)}",
-        f"  participants      {_count(plan.participants)} "
+        f"  main trials       {_count(size.main_trials)}",
+        f"  per HIT           {size.trials_per_hit} trials = {size.main_per_hit} main + "
+        f"{size.catch_per_hit} catch + {size.repeats_per_hit} repeats",
+        f"  HITs              {_count(size.hits)}",
+        f"  participants      {_count(size.participants)} "
         f"({survey.responses_per_iri} per HIT, one HIT each)",
-        f"  responses         {_count(plan.responses)}",
+        f"  responses         {_count(size.responses)}",
         "",
         f"Cost on {config.platform.kind}",
-        f"  rewards           {cost.rewards:,.2f} {cost.currency} "
-        f"({plan.participants} × {cost.reward_per_assignment} for ~{survey.time_estimate_minutes:g} "
-        f"min = {plan.hourly:.2f} {cost.currency}/h)",
-        f"  fees              {cost.fees:,.2f} {cost.currency} ({cost.rate_note})",
-        f"  total             {cost.total:,.2f} {cost.currency}"
+        f"  rewards           {to_major_units(cost.rewards_minor):,.2f} {cost.currency} "
+        f"({size.participants} × {to_major_units(cost.reward_per_assignment_minor)} for "
+        f"~{survey.time_estimate_minutes:g} min = {size.hourly:.2f} {cost.currency}/h)",
+        f"  fees              {to_major_units(cost.fees_minor):,.2f} {cost.currency} "
+        f"({cost.rate_note})",
+        f"  total             {to_major_units(cost.total_minor):,.2f} {cost.currency}"
         + (
             f" (budget cap {config.platform.budget_cap:,.2f})"
             if config.platform.budget_cap is not None
@@ -244,7 +256,7 @@ def format_plan(study: Study, plan: StudyPlan, path_notes: list[str]) -> str:
         f"  sampler           {config.analysis.sampler}, {config.analysis.chains} chains × "
         f"{config.analysis.draws} draws ({config.analysis.tune} tune)",
     ]
-    notes = plan.notes + path_notes
+    notes = size.notes + path_notes
     if notes:
         lines += ["", "Notes"] + [f"  - {note}" for note in notes]
     return "\n".join(lines)

@@ -1,14 +1,54 @@
 // hitkit participant page: consent, instructions, practice with feedback, trials, submit.
-// Plain ES module, no build step. The server never sends the answer of a real trial;
-// only the practice trial carries one, for feedback.
+// Plain ES module, no build step, the same file on every platform. Served by the survey
+// app, it talks to the JSON API. Embedded in an MTurk HTMLQuestion there is no server:
+// the HIT's trials are in the page (#hit-data) and the responses are posted to MTurk's
+// form. Neither way carries the answer of a real trial; only the served practice trial
+// carries one, for feedback.
 
 const app = document.getElementById("app");
-const TASK = app.dataset.task;
-const K = TASK === "2afc" ? 2 : Number(app.dataset.k);
 const params = new URLSearchParams(location.search);
 const screens = ["loading", "blocked", "preview", "consent", "instructions", "trial",
                  "submitting", "done", "error"];
 const $ = (id) => document.getElementById(id);
+const embedded = $("hit-data") ? JSON.parse($("hit-data").textContent) : null;
+const MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE";
+const MOBILE_UA = /Mobi|Android|iPhone|iPad/i;   // the served app's rule (hitkit.survey.web.app)
+
+function kbd(text) {
+  const key = document.createElement("kbd");
+  key.textContent = text;
+  return key;
+}
+
+// ------------------------------------------------------------------ task types
+
+// A task type is one entry here and one TaskType in hitkit/survey/design.py; the rest
+// of the page serves any of them: each top image in turn gets one of the options below.
+const TASKS = {
+  "2afc": {
+    keys: { ArrowLeft: 0, ArrowRight: 1 },
+    keyHelp: (i) => (i === 0 ? "← or 1" : "→ or 2"),
+    label: (i) => (i === 0 ? "Left image" : "Right image"),
+    prompt: "Which image below does the top image look more like?",
+    help: () => ["Click an image below, or press ", kbd("←"), " or ", kbd("1"),
+                 " for the left one and ", kbd("→"), " or ", kbd("2"), " for the right one."],
+    same: "the top image is identical to one of the images below",
+    wire: (choice) => choice[0],   // one option index (TaskType.single_choice)
+  },
+  matching: {
+    keys: {},
+    keyHelp: (i) => String(i + 1),
+    label: (i) => `Image ${i + 1}`,
+    prompt: "Which image below does the highlighted top image look most like?",
+    help: (k) => [`The top row shows ${k} images. For the highlighted one, choose the image ` +
+                  "below that it looks most like: click it or press its number (", kbd("1"), "…",
+                  kbd(String(k)), "). Each image below is used once."],
+    same: "each top image is identical to one of the images below",
+    wire: (choice) => choice,
+  },
+};
+const TASK = TASKS[app.dataset.task];
+$("task-help").replaceChildren(...TASK.help(Number(app.dataset.k)));
 
 function show(name) {
   for (const s of screens) $(`screen-${s}`).hidden = s !== name;
@@ -20,6 +60,13 @@ function fail(message) {
   $("error-message").textContent = message;
   show("error");
 }
+
+// the page must still work where the browser refuses storage (a third-party frame)
+const store = {
+  get(key) { try { return localStorage.getItem(key); } catch { return null; } },
+  set(key, value) { try { localStorage.setItem(key, value); } catch { /* not kept */ } },
+  remove(key) { try { localStorage.removeItem(key); } catch { /* nothing kept */ } },
+};
 
 // ------------------------------------------------------------------ images
 
@@ -50,16 +97,6 @@ function picture(url, alt) {
 let active = null;   // {trial, resolve, assigned, current, started}
 let shownCount = 0;  // trials (practice included) put on screen so far
 
-function keyHelp(i) {
-  if (TASK === "2afc") return i === 0 ? "← or 1" : "→ or 2";
-  return String(i + 1);
-}
-
-function optionLabel(i) {
-  if (TASK === "2afc") return i === 0 ? "Left image" : "Right image";
-  return `Image ${i + 1}`;
-}
-
 function render(trial, { disabled = false } = {}) {
   const query = $("query"), options = $("options");
   query.replaceChildren();
@@ -75,18 +112,16 @@ function render(trial, { disabled = false } = {}) {
     button.type = "button";
     button.dataset.index = String(i);
     button.disabled = disabled;
-    button.setAttribute("aria-label", `${optionLabel(i)} (key ${keyHelp(i)})`);
+    button.setAttribute("aria-label", `${TASK.label(i)} (key ${TASK.keyHelp(i)})`);
     const key = document.createElement("span");
     key.className = "key";
-    key.textContent = keyHelp(i);
+    key.textContent = TASK.keyHelp(i);
     key.setAttribute("aria-hidden", "true");
-    button.append(picture(url, optionLabel(i)), key);
+    button.append(picture(url, TASK.label(i)), key);
     button.addEventListener("click", () => choose(i));
     options.append(button);
   });
-  $("prompt").textContent = TASK === "2afc"
-    ? "Which image below does the top image look more like?"
-    : "Which image below does the highlighted top image look most like?";
+  $("prompt").textContent = TASK.prompt;
 }
 
 function markCurrent() {
@@ -117,15 +152,14 @@ function choose(index) {
   if (!active || !active.started) return;
   const button = $("options").children[index];
   if (!button || button.disabled) return;
-  if (TASK === "2afc") {
-    finish([index]);
-    return;
-  }
+  const several = active.trial.query.length > 1;
   active.assigned[active.current] = index;
-  button.disabled = true;
-  button.classList.add("chosen");
-  const open = [...Array(active.trial.query.length).keys()].find((i) => active.assigned[i] === undefined);
-  if (open === undefined) { finish(active.assigned.slice()); return; }
+  if (several) {   // the options used up so far; one top image needs no such marks
+    button.disabled = true;
+    button.classList.add("chosen");
+  }
+  const open = active.trial.query.findIndex((_, i) => active.assigned[i] === undefined);
+  if (open < 0) { finish(active.assigned.slice()); return; }
   active.current = open;
   markCurrent();
   const free = $("options").querySelector("button:not([disabled])");
@@ -143,15 +177,14 @@ function finish(choice) {
 document.addEventListener("keydown", (event) => {
   if (!active || event.repeat || event.altKey || event.ctrlKey || event.metaKey) return;
   let index = -1;
-  if (TASK === "2afc" && event.key === "ArrowLeft") index = 0;
-  else if (TASK === "2afc" && event.key === "ArrowRight") index = 1;
+  if (Object.hasOwn(TASK.keys, event.key)) index = TASK.keys[event.key];
   else if (/^[1-9]$/.test(event.key)) index = Number(event.key) - 1;
-  if (index < 0 || index >= K) return;
+  if (index < 0 || index >= active.trial.options.length) return;
   event.preventDefault();
   choose(index);
 });
 
-// ------------------------------------------------------------------ API
+// ------------------------------------------------------------------ served: the API
 
 async function api(path, body) {
   const init = body === undefined ? {} : {
@@ -173,7 +206,7 @@ function identity() {
              hitId: params.get("hitId") };
   }
   const token = params.get("token");
-  const saved = localStorage.getItem(`hitkit:participant:${token}`);
+  const saved = store.get(`hitkit:participant:${token}`);
   return saved ? { token, participant: saved } : { token };
 }
 
@@ -186,6 +219,17 @@ async function submitWithRetry(assignmentId, payload) {
     await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
   }
   return { ok: false, status: 0, data: { error: { message: "the server cannot be reached" } } };
+}
+
+function postToMTurk(submitTo, fields) {
+  const form = $("mturk-form");
+  form.action = `${submitTo.replace(/\/$/, "")}/mturk/externalSubmit`;
+  for (const [name, value] of Object.entries(fields)) {
+    const input = document.createElement("input");
+    input.type = "hidden"; input.name = name; input.value = value;
+    form.append(input);
+  }
+  form.submit();
 }
 
 function completed(code, url) {
@@ -201,20 +245,50 @@ function completed(code, url) {
     setTimeout(() => { location.href = url; }, 3000);
   } else if (submitTo && params.get("assignmentId")) {
     $("done-note").textContent = "Returning you to Mechanical Turk…";
-    const form = document.createElement("form");
-    form.method = "POST";
-    form.action = `${submitTo.replace(/\/$/, "")}/mturk/externalSubmit`;
-    for (const [name, value] of [["assignmentId", params.get("assignmentId")], ["completion_code", code]]) {
-      const input = document.createElement("input");
-      input.type = "hidden"; input.name = name; input.value = value;
-      form.append(input);
-    }
-    document.body.append(form);
-    form.submit();
+    postToMTurk(submitTo, { assignmentId: params.get("assignmentId"), completion_code: code });
   } else {
     $("done-note").textContent = "Copy this code into the platform you came from, then close this page.";
   }
   show("done");
+}
+
+// The assignment from the API: {storeKey, trials, practice, submit}, or null when a
+// screen (an error, the completion code) has already been shown instead.
+async function startServed() {
+  const started = await api("/api/assignments", identity());
+  if (!started.ok) { fail(started.data.error?.message || "This link cannot be used."); return null; }
+  const a = started.data;
+  if (a.participant && params.get("token")) {
+    store.set(`hitkit:participant:${params.get("token")}`, a.participant);
+  }
+  if (a.completion_code) { completed(a.completion_code, a.completion_url); return null; }
+  const hit = (await api(`/api/assignments/${a.assignment_id}`)).data;
+  const storeKey = `hitkit:responses:${a.assignment_id}`;
+  async function submit(payload) {
+    const reply = await submitWithRetry(a.assignment_id, payload);
+    const code = reply.data.completion_code;
+    if (code) { store.remove(storeKey); completed(code, reply.data.completion_url); return; }
+    fail(`Your answers could not be saved (${reply.data.error?.message || "unknown error"}). ` +
+         "Please keep this page open and try reloading it.");
+  }
+  return { storeKey, trials: hit.trials, practice: hit.practice, submit };
+}
+
+// ------------------------------------------------------------------ embedded: MTurk's form
+
+function startEmbedded() {
+  const assignmentId = params.get("assignmentId");
+  function submit(payload) {
+    // the responses stay stored: should MTurk refuse the post, a reload submits them again
+    postToMTurk(params.get("turkSubmitTo") || "https://www.mturk.com",
+                { assignmentId, results: JSON.stringify(payload) });
+  }
+  return {
+    storeKey: `hitkit:responses:mturk:${assignmentId}`,
+    trials: embedded.trials,
+    practice: app.dataset.practice === "1" ? embedded.practice : null,
+    submit,
+  };
 }
 
 // ------------------------------------------------------------------ flow
@@ -223,30 +297,49 @@ function waitFor(id) {
   return new Promise((resolve) => $(id).addEventListener("click", resolve, { once: true }));
 }
 
+function isPreview() {
+  if (!embedded) return app.dataset.preview === "1";
+  const assignmentId = params.get("assignmentId");
+  return !assignmentId || assignmentId === MTURK_PREVIEW;
+}
+
+function isBlocked() {
+  if (app.dataset.mobile === "1") return true;
+  if (app.dataset.desktopOnly !== "1") return false;
+  return MOBILE_UA.test(navigator.userAgent) ||
+    (matchMedia("(pointer: coarse)").matches && !matchMedia("(pointer: fine)").matches) ||
+    Math.min(screen.width, innerWidth) < 700;
+}
+
 async function runPreview() {
-  const reply = await api("/api/preview");
+  let example = embedded && embedded.practice;
+  if (!embedded) {
+    const reply = await api("/api/preview");
+    example = reply.ok ? reply.data : null;
+  }
   show("preview");
-  if (!reply.ok) return;
+  if (!example) return;
   const trialScreen = $("screen-trial");
   $("screen-preview").append(...[...trialScreen.children].filter((c) => c.id !== "practice-next"));
-  render(reply.data, { disabled: true });
+  render(example, { disabled: true });
   $("trial-label").textContent = "Example trial";
 }
 
 async function runPractice(practice) {
+  // an embedded page carries no answer at all: the practice's correct option shows the
+  // top image itself, so it has the same URL
+  const answer = practice.answer ?? practice.query.map((url) => practice.options.indexOf(url));
   $("trial-label").textContent = "Practice";
   $("progress").value = 0;
   let correct = false;
   while (!correct) {
     await preload(practice);
     const { choice } = await runTrial(practice);
-    correct = choice.every((c, i) => c === practice.answer[i]);
+    correct = choice.every((c, i) => c === answer[i]);
     $("feedback").className = `feedback ${correct ? "ok" : "bad"}`;
-    const same = TASK === "2afc" ? "the top image is identical to one of the images below"
-                                 : "each top image is identical to one of the images below";
     $("feedback").textContent = correct
-      ? `Correct! In this practice trial ${same}.`
-      : `Not quite: ${same}. Try again.`;
+      ? `Correct! In this practice trial ${TASK.same}.`
+      : `Not quite: ${TASK.same}. Try again.`;
     if (!correct) await new Promise((r) => setTimeout(r, 1200));
   }
   $("practice-next").hidden = false;
@@ -258,28 +351,17 @@ async function runPractice(practice) {
 }
 
 async function main() {
-  if (app.dataset.mobile === "1" || (app.dataset.desktopOnly === "1" &&
-      (matchMedia("(pointer: coarse)").matches && !matchMedia("(pointer: fine)").matches ||
-       Math.min(screen.width, innerWidth) < 700))) {
-    show("blocked");
-    return;
-  }
-  if (app.dataset.preview === "1") { await runPreview(); return; }
-
-  const started = await api("/api/assignments", identity());
-  if (!started.ok) { fail(started.data.error?.message || "This link cannot be used."); return; }
-  const a = started.data;
-  if (a.participant && params.get("token")) {
-    localStorage.setItem(`hitkit:participant:${params.get("token")}`, a.participant);
-  }
-  if (a.completion_code) { completed(a.completion_code, a.completion_url); return; }
-  const hit = (await api(`/api/assignments/${a.assignment_id}`)).data;
-  const storeKey = `hitkit:responses:${a.assignment_id}`;
-  const responses = JSON.parse(localStorage.getItem(storeKey) || "[]");
+  if (isBlocked()) { show("blocked"); return; }
+  if (isPreview()) { await runPreview(); return; }
+  const hit = embedded ? startEmbedded() : await startServed();
+  if (!hit) return;
+  const responses = JSON.parse(store.get(hit.storeKey) || "[]");
 
   if (responses.length === 0) {
     show("consent");
-    $("consent-check").addEventListener("change", (e) => { $("consent-go").disabled = !e.target.checked; });
+    $("consent-check").addEventListener("change", () => {
+      $("consent-go").disabled = !$("consent-check").checked;
+    });
     await waitFor("consent-go");
     show("instructions");
     await waitFor("instructions-go");
@@ -298,18 +380,14 @@ async function main() {
     if (i + 1 < trials.length) preload(trials[i + 1]).catch(() => {});
     if (i + 2 < trials.length) preload(trials[i + 2]).catch(() => {});
     const { choice, rt_ms } = await runTrial(trials[i]);
-    responses.push({ trial_id: trials[i].trial_id, choice: TASK === "2afc" ? choice[0] : choice, rt_ms });
-    localStorage.setItem(storeKey, JSON.stringify(responses));
+    responses.push({ trial_id: trials[i].trial_id, choice: TASK.wire(choice), rt_ms });
+    store.set(hit.storeKey, JSON.stringify(responses));
   }
   $("progress").value = trials.length;
   show("submitting");
   const client = { width: innerWidth, height: innerHeight, screen_width: screen.width,
                    screen_height: screen.height, pixel_ratio: devicePixelRatio };
-  const reply = await submitWithRetry(a.assignment_id, { responses, client });
-  const code = reply.data.completion_code;
-  if (code) { localStorage.removeItem(storeKey); completed(code, reply.data.completion_url); return; }
-  fail(`Your answers could not be saved (${reply.data.error?.message || "unknown error"}). ` +
-       "Please keep this page open and try reloading it.");
+  await hit.submit({ responses, client });
 }
 
 main().catch((e) => fail(`Something went wrong: ${e.message}`));
