@@ -97,7 +97,7 @@ def once(ledger: Ledger, key: str, platform: str, kind: str, subject: str | None
         try:
             answer = send(action)
         except Transient:
-            raise
+            raise  # a PlatformError too, but of unknown outcome: retried, never settled 'failed'
         except PlatformError as exc:
             ledger.settle(key, "failed", {"error": str(exc)})
             raise
