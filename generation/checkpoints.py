@@ -1,5 +1,9 @@
 """Load a checkpoint's weights into a model: plain, DDP, Lightning and MadryLab `robustness` files.
 
+Files are read with torch's safe unpickler (weights_only=True) and an allow-list of
+the data holders those formats store; anything else is refused unless the model is
+marked `trust = true` (nothing falls back to a full unpickle on its own).
+
 The state dict is found inside the file, its key prefix (``module.``,
 ``model.``, ``module.model.``, ``_orig_mod.``) is stripped by matching against the
 model's own keys, and the load is strict: a mismatch is an error that lists the
@@ -9,8 +13,8 @@ architecture looks like.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,29 +38,102 @@ class LoadedCheckpoint:
     normalizer: tuple[tuple[float, ...], tuple[float, ...]] | None
 
 
-def read_checkpoint_file(path: Path) -> object:
-    """torch.load, safely first; pickled extras (robustness' argparse args) need a full unpickle."""
+def _numpy_globals() -> list:
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    multiarray = core.multiarray
+    found: list = [np.dtype, np.ndarray]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        found += [(multiarray.scalar, f"{module}.scalar"),
+                  (multiarray._reconstruct, f"{module}._reconstruct")]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:  # numpy >= 1.25 pickles a dtype through its class
+        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return found
+
+
+def allowed_globals() -> list:
+    """What the known checkpoint writers pickle besides tensors and plain containers.
+
+    robustness, timm and torchvision's reference scripts store their argparse
+    `args`; Lightning stores hyper-parameters as an AttributeDict and may hold
+    paths and numpy scalars (metrics, RNG states). Nothing here runs code when
+    unpickled: these are data holders, rebuilt field by field.
+    """
+    import argparse
+    import collections
+    import pathlib
+
+    return [argparse.Namespace, collections.defaultdict, collections.Counter,
+            pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath,
+            pathlib.PureWindowsPath,
+            # Lightning's AttributeDict (hyper-parameters) comes back as a plain dict, so
+            # reading a Lightning checkpoint neither imports Lightning nor runs its code
+            *[(dict, f"{module}.AttributeDict") for module in LIGHTNING_MODULES],
+            *_numpy_globals()]
+
+
+LIGHTNING_MODULES = ("lightning.fabric.utilities.data", "lightning.pytorch.utilities.parsing",
+                     "pytorch_lightning.utilities.parsing")
+TRUST_HINT = ("if you trust this file, set `trust = true` on its [[models]] entry in "
+              "study.toml or pass --trust-checkpoints to `hitkit generate`")
+
+
+def read_checkpoint_file(path: Path, trust: bool = False) -> object:
+    """torch.load with weights_only=True and the allow-list above; `trust` unpickles in full.
+
+    There is no fallback: a file holding any other object fails here, before any of
+    its code can run, and the error says how to opt in.
+    """
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as safe_error:
+    if trust:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any failure means "not a checkpoint"
             raise CheckpointError(
                 f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
             ) from None
-        warnings.warn(
-            f"{path}: loaded with weights_only=False (it holds pickled objects: "
-            f"{str(safe_error).splitlines()[0][:120]}); only load checkpoints you trust",
-            stacklevel=2,
-        )
-        return obj
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        at = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+        reason = lines[0] if at is None else (
+            lines[at].partition("WeightsUnpickler error:")[2].strip()
+            or (lines[at + 1] if at + 1 < len(lines) else lines[at]))
+        reason = reason.split(". ")[0]  # "Unsupported global: GLOBAL os.system was not allowed ..."
+        if "global" not in reason.lower():
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (UnpicklingError: {reason[:200]})"
+            ) from None
+        raise CheckpointError(
+            f"{path}: holds pickled objects that the safe loader does not allow ({reason[:200]}); "
+            f"unpickling them could run code, so it was not loaded; {TRUST_HINT}"
+        ) from None
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
         ) from None
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes, read once per (path, size, mtime) in a process."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -148,12 +225,12 @@ def _mismatch_message(path: Path, missing: list[str], unexpected: list[str],
 
 
 def load_weights(model: nn.Module, path: str | Path, fmt: str = "auto",
-                 arch: str = "") -> LoadedCheckpoint:
-    """Load `path` into `model` strictly; return what was found."""
+                 arch: str = "", trust: bool = False) -> LoadedCheckpoint:
+    """Load `path` into `model` strictly; return what was found (`trust`: full unpickle)."""
     path = Path(path)
     if fmt not in FORMATS:
         raise CheckpointError(f"{path}: unknown checkpoint_format {fmt!r} (allowed: {FORMATS})")
-    obj = read_checkpoint_file(path)
+    obj = read_checkpoint_file(path, trust)
     used = _detect_format(obj, path) if fmt == "auto" else fmt
     raw = _raw_state_dict(obj, used, path)
     normalizer = None

@@ -22,8 +22,12 @@ Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # torchvision's canonical file names (what `torch.hub.load_state_dict_from_url` caches)
 LPIPS_BACKBONE_FILES = {
     "lpips-alex": "alexnet-owt-7be5be79.pth",
+    "lpips-alex-uncalibrated": "alexnet-owt-7be5be79.pth",
     "lpips-vgg": "vgg16-397923af.pth",
 }
+# the paper's `adv_alex_imagenet` built LPIPS with pretrained=False: the 1×1 "lin" layers keep
+# their random init; here that init is drawn from this fixed seed, so runs are repeatable
+UNCALIBRATED_SEED = 0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
@@ -101,10 +105,12 @@ def lpips_backbone_path(metric: str) -> Path:
 def _lpips_model(metric: str, hub_dir: str) -> torch.nn.Module:
     import lpips
 
-    net = "alex" if metric == "lpips-alex" else "vgg"
-    with warnings.catch_warnings():
+    net = "vgg" if metric == "lpips-vgg" else "alex"
+    calibrated = metric != "lpips-alex-uncalibrated"
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")  # lpips uses torchvision's deprecated `pretrained=`
-        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False)
+        torch.manual_seed(UNCALIBRATED_SEED)
+        model = lpips.LPIPS(net=net, pretrained=calibrated, pnet_rand=False, verbose=False)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -147,4 +153,5 @@ def perceptual_distance(metric: str, fallback: str | None = None) -> tuple[Dista
                 raise
             warnings.warn(f"{exc}; using {fallback} instead", stacklevel=2)
             return perceptual_distance(fallback)[0], fallback
-    raise ValueError(f"unknown perceptual metric {metric!r} (allowed: lpips-alex, lpips-vgg, ssim, ms-ssim)")
+    raise ValueError(f"unknown perceptual metric {metric!r} (allowed: lpips-alex, "
+                     "lpips-alex-uncalibrated, lpips-vgg, ssim, ms-ssim)")

@@ -55,17 +55,28 @@ def lp_penalty(x: torch.Tensor, p: float = 1.0) -> torch.Tensor:
     return (x - 0.5).abs().pow(p).sum((1, 2, 3))
 
 
+def paper_lp(x: torch.Tensor, p: float) -> torch.Tensor:
+    """The paper code's L_p term: sum |x - 0.5| for p = 1 (its L1Loss), else ||x||_p of the
+    flattened, uncentred image (its LpLoss, e.g. the L6 of `freq_tv_l6`)."""
+    if p == 1.0:
+        return lp_penalty(x, 1.0)
+    return torch.linalg.vector_norm(x.flatten(1), ord=p, dim=1)
+
+
 def regularized(rep: torch.Tensor, x: torch.Tensor, rep_weight: float = 10.0, tv: float = 0.0,
                 tv_beta: float = 2.0, blur: float = 0.0, lp: float = 0.0,
-                lp_p: float = 1.0) -> torch.Tensor:
-    """rep_weight * rep + tv * TV + blur * Blur + lp * Lp, per image (zero weights skipped)."""
+                lp_p: float = 1.0, paper_norm: bool = False) -> torch.Tensor:
+    """rep_weight * rep + tv * TV + blur * Blur + lp * Lp, per image (zero weights skipped).
+
+    `paper_norm` uses the paper code's L_p term (`paper_lp`) instead of sum |x - 0.5|^p.
+    """
     total = rep_weight * rep
     if tv:
         total = total + tv * total_variation(x, tv_beta)
     if blur:
         total = total + blur * blur_penalty(x)
     if lp:
-        total = total + lp * lp_penalty(x, lp_p)
+        total = total + lp * (paper_lp(x, lp_p) if paper_norm else lp_penalty(x, lp_p))
     return total
 
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from generation.archs import create_model
+from generation.archs.cifar import use_fake_relu
 from generation.checkpoints import CheckpointError, load_weights
 from hitkit.study.generation_config import NORMALIZATIONS, CustomNormalization, ModelSpec
 
@@ -104,15 +105,22 @@ class BuiltNetwork:
     net: IRINetwork
     layer: str  # the resolved node name
     checkpoint_format: str
+    fake_relu: bool = False  # whether fake_relu was switched on (paper mode, where it applies)
 
 
-def build_network(spec: ModelSpec, checkpoint: Path | None) -> BuiltNetwork:
-    """Create, load, truncate and freeze the model a [[models]] entry describes."""
+def build_network(spec: ModelSpec, checkpoint: Path | None, *, trust: bool = False,
+                  fake_relu: bool = False) -> BuiltNetwork:
+    """Create, load, truncate and freeze the model a [[models]] entry describes.
+
+    `trust` (or the entry's own `trust = true`) unpickles the checkpoint in full;
+    `fake_relu` switches it on where the paper's reference code does (CIFAR ResNet, DenseNet).
+    """
     model = create_model(spec.arch, spec.num_classes)
     used = "none"
     mean, std = normalization_values(spec.normalization)
     if checkpoint is not None:
-        loaded = load_weights(model, checkpoint, spec.checkpoint_format, spec.arch)
+        loaded = load_weights(model, checkpoint, spec.checkpoint_format, spec.arch,
+                              trust=trust or spec.trust)
         used = loaded.format
         if loaded.normalizer is not None:
             ck_mean, ck_std = loaded.normalizer
@@ -123,8 +131,9 @@ def build_network(spec: ModelSpec, checkpoint: Path | None) -> BuiltNetwork:
                     f"{_fmt(ck_std)}) differs from models.normalization={spec.normalization!r} "
                     f"(mean {_fmt(mean)}, std {_fmt(std)}); set normalization to match"
                 )
+    faked = use_fake_relu(model) if fake_relu else False
     layer = resolve_layer(model, spec.layer, spec.arch)
-    return BuiltNetwork(IRINetwork(model, layer, mean, std), layer, used)
+    return BuiltNetwork(IRINetwork(model, layer, mean, std), layer, used, faked)
 
 
 def _fmt(values: tuple[float, ...]) -> str:

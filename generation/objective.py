@@ -37,6 +37,8 @@ class Problem:
     seeds: torch.Tensor  # (N, 3, H, W), already clamped to [0, 1]
     target_features: torch.Tensor  # net(targets), fp32
     distance: Distance | None = None
+    paper: bool = False  # [generation] mode = "paper": the authors' variants of each term
+    lam: float | None = None  # a λ fixed by the caller (paper mode: from the first batch)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,18 @@ class Objective:
     value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rep error, image) -> (N,)
     fourier: bool = False  # the variable is an rFFT spectrum (generation.fourier), not pixels
     transforms: TransformSpec | None = None  # a random warp before the network, one per step
+    paper: bool = False  # the paper's transforms, and its clamp of Fourier coefficients
+
+    @property
+    def clamp(self) -> bool:
+        """Whether the variable is clamped to [0, 1] after each step: pixels always; a
+        spectrum only in paper mode (the authors' step clamps whatever it optimises)."""
+        return not self.fourier or self.paper
+
+    @property
+    def resizes(self) -> bool:
+        """The paper's scale step changes the image size from step to step."""
+        return self.paper and self.transforms is not None
 
     def start(self, seeds: torch.Tensor) -> torch.Tensor:
         """The variable whose image is `seeds`."""
@@ -54,17 +68,22 @@ class Objective:
     def image(self, variable: torch.Tensor, height: int, width: int) -> torch.Tensor:
         return fourier_param.to_image(variable, height, width) if self.fourier else variable
 
-    def draw(self, generator: torch.Generator, height: int, width: int,
-             device: torch.device) -> torch.Tensor | None:
-        """This step's warp (an affine matrix), or None without transformation robustness."""
+    def warps(self, generator: torch.Generator, steps: int, height: int, width: int,
+              device: torch.device) -> Any:
+        """Every step's warp, drawn up front (indexed by step), or None without transforms."""
         spec = self.transforms
         if spec is None:
             return None
-        theta = T.matrix(T.draw(spec, generator), width + 2 * spec.pad, height + 2 * spec.pad)
-        return theta.to(device, non_blocking=True)
+        if self.paper:
+            return T.PaperWarps(spec, generator, steps, device)
+        return T.matrices(spec, generator, steps, width, height, device)
 
-    def warp(self, x: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
-        return x if theta is None else T.apply_matrix(x, self.transforms.pad, theta)
+    def warp(self, x: torch.Tensor, step_warp: Any) -> torch.Tensor:
+        if step_warp is None:
+            return x
+        if self.paper:
+            return T.apply_paper(x, self.transforms, step_warp)
+        return T.apply_matrix(x, self.transforms.pad, step_warp)
 
 
 @dataclass(frozen=True)
@@ -82,9 +101,9 @@ def _reg_free(loss: RegFreeLoss, problem: Problem) -> Objective:
 def _regularized(loss: RegularizedLoss, problem: Problem) -> Objective:
     def value(rep: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return L.regularized(rep, x, loss.rep_weight, loss.tv, loss.tv_beta, loss.blur,
-                             loss.lp, loss.lp_p)
+                             loss.lp, loss.lp_p, paper_norm=problem.paper)
 
-    return Objective(value, loss.fourier, loss.transforms)
+    return Objective(value, loss.fourier, loss.transforms, problem.paper)
 
 
 def _adversarial(loss: AdversarialLoss, problem: Problem) -> Objective:
@@ -93,7 +112,9 @@ def _adversarial(loss: AdversarialLoss, problem: Problem) -> Objective:
         raise ValueError(f"loss {loss.name!r} is adversarial and needs a perceptual distance")
     anchor = problem.targets if loss.anchor == "target" else problem.seeds
     lam: torch.Tensor | float
-    if loss.lam == "auto":
+    if problem.lam is not None:
+        lam = problem.lam
+    elif loss.lam == "auto":
         with torch.no_grad():
             rep0 = L.rep_error(problem.net(problem.seeds), problem.target_features)
             # with the seed as anchor D(seed, seed) = 0: balance against D(target, seed)

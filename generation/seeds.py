@@ -68,3 +68,13 @@ def seed_image(spec: SeedSpec, section: SeedsSection, size: int,
 
 def other_target_index(spec: SeedSpec, target_index: int, n_targets: int) -> int:
     return (target_index + spec.draw + 1) % n_targets
+
+
+def fourier_seed(spec: SeedSpec, section: SeedsSection, size: int) -> torch.Tensor | None:
+    """The paper's Fourier start: a gaussian seed drawn as an rFFT spectrum (3, size, size//2+1, 2)
+    (mean + scale * N(0, 1) per coefficient), not as pixels; None for other kinds."""
+    kind = spec.kind
+    if not isinstance(kind, GaussianSeed):
+        return None
+    gen = torch.Generator().manual_seed(section.seed * 1_000_003 + spec.kind_index * 1009 + spec.draw)
+    return kind.mean + kind.scale * torch.randn(3, size, size // 2 + 1, 2, generator=gen)

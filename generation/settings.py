@@ -22,6 +22,7 @@ class LoopSettings:
     progress: bool = False
     progress_every: int = 25
     description: str = "IRIs"
+    paper: bool = False  # [generation] mode = "paper"
 
 
 def resolve_settings(gen: GenerationSection, device: torch.device, seed: int = 0,
@@ -36,5 +37,5 @@ def resolve_settings(gen: GenerationSection, device: torch.device, seed: int = 0
         steps=gen.steps, step_size=gen.step_size, optimizer=gen.optimizer,
         schedule=gen.schedule, precision=precision, compile=compiled,
         finish_steps=gen.fp32_finish_steps if precision == "bf16" else 0, seed=seed,
-        progress=progress, description=description,
+        progress=progress, description=description, paper=gen.mode == "paper",
     )

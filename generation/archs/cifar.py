@@ -1,12 +1,13 @@
 """CIFAR-style networks for 32 px inputs: a 3×3 stride-1 stem and no max-pool.
 
-ResNet, VGG and DenseNet follow the layout and parameter names of MadryLab's
-`robustness.cifar_models` (the models the paper inverted), so their checkpoints
-load as they are. The Inception-v3 variant is torchvision's Inception3 with the
-stem replaced by stride-1 3×3 convolutions and its two max-pools removed, so that
-a 32 px image reaches Mixed_5b at 32×32; its keys are torchvision's, not MadryLab's.
-Every model ends with pooled features -> `flatten` -> a final Linear, which is the
-penultimate node `generation.network` truncates at by default.
+ResNet, VGG, DenseNet and Inception-v3 follow the layout and parameter names of
+MadryLab's `robustness.cifar_models` (the models the paper inverted), so their
+checkpoints load as they are. Every model ends with pooled features -> `flatten` ->
+a final Linear, which is the penultimate node `generation.network` truncates at.
+
+`fake_relu` (ReLU forward, identity backward) replaces the last ReLU where the
+reference code applies it when inverting: the last block of ResNet's layer4 and
+DenseNet's final BN-ReLU. VGG and Inception ignore it there, so they do here too.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models.inception import BasicConv2d, Inception3
+
+
+def fake_relu(x: torch.Tensor) -> torch.Tensor:
+    """relu(x) in the forward pass, the identity in the backward pass (exact: x + (relu(x) - x)
+    is relu(x) bit for bit); plain tensor ops, so FX and torch.compile trace it."""
+    return x + (x.clamp_min(0) - x).detach()
 
 # ------------------------------------------------------------------ ResNet
 
 
 class BasicBlock(nn.Module):
     expansion = 1
+    fake_relu = False  # set on the last block of layer4 by `use_fake_relu`
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
@@ -36,12 +43,13 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        out = self.bn2(self.conv2(out)) + self.shortcut(x)
+        return fake_relu(out) if self.fake_relu else F.relu(out)
 
 
 class Bottleneck(nn.Module):
     expansion = 4
+    fake_relu = False
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
@@ -61,8 +69,8 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
+        out = self.bn3(self.conv3(out)) + self.shortcut(x)
+        return fake_relu(out) if self.fake_relu else F.relu(out)
 
 
 class CifarResNet(nn.Module):
@@ -157,6 +165,8 @@ class Transition(nn.Module):
 
 
 class CifarDenseNet(nn.Module):
+    fake_relu = False
+
     def __init__(self, blocks: list[int], growth: int = 32, reduction: float = 0.5,
                  num_classes: int = 10) -> None:
         super().__init__()
@@ -179,7 +189,8 @@ class CifarDenseNet(nn.Module):
         out = self.trans1(self.dense1(out))
         out = self.trans2(self.dense2(out))
         out = self.trans3(self.dense3(out))
-        out = F.relu(self.bn(self.dense4(out)))
+        out = self.bn(self.dense4(out))
+        out = fake_relu(out) if self.fake_relu else F.relu(out)
         out = torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
         return self.linear(out)
 
@@ -189,15 +200,151 @@ def densenet121(num_classes: int = 10) -> nn.Module:
 
 
 # ------------------------------------------------------------ Inception-v3
+# robustness' CIFAR InceptionV3: a stride-1 stem (32 -> 30 px at Conv2d_4a), Inception
+# blocks whose branches are nn.Sequential stacks (hence keys such as
+# Mixed_5b.branch3x3.1.conv.weight), no auxiliary head, and a `linear` classifier.
+
+
+class ConvBN(nn.Module):
+    """conv (no bias) -> BatchNorm -> ReLU, keys conv.* and bn.*."""
+
+    def __init__(self, cin: int, cout: int, **conv: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, bias=False, **conv)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+def _stack(*layers: tuple) -> nn.Sequential:
+    """ConvBN layers from (cin, cout, kernel[, padding[, stride]]) tuples."""
+    built = []
+    for cin, cout, kernel, *rest in layers:
+        padding = rest[0] if rest else 0
+        stride = rest[1] if len(rest) > 1 else 1
+        built.append(ConvBN(cin, cout, kernel_size=kernel, padding=padding, stride=stride))
+    return nn.Sequential(*built)
+
+
+class _Concat(nn.Module):
+    """Runs the branches named in `order` on the same input and concatenates them."""
+
+    order: tuple[str, ...] = ()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([getattr(self, name)(x) for name in self.order], 1)
+
+
+class MixedA(_Concat):  # 35×35-style block, "same" size
+    order = ("branch1x1", "branch5x5", "branch3x3", "branchpool")
+
+    def __init__(self, cin: int, pool: int) -> None:
+        super().__init__()
+        self.branch1x1 = ConvBN(cin, 64, kernel_size=1)
+        self.branch5x5 = _stack((cin, 48, 1), (48, 64, 5, 2))
+        self.branch3x3 = _stack((cin, 64, 1), (64, 96, 3, 1), (96, 96, 3, 1))
+        self.branchpool = nn.Sequential(nn.AvgPool2d(3, 1, 1), ConvBN(cin, pool, kernel_size=3,
+                                                                     padding=1))
+
+
+class MixedB(_Concat):  # grid reduction
+    order = ("branch3x3", "branch3x3stack", "branchpool")
+
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.branch3x3 = ConvBN(cin, 384, kernel_size=3, stride=2)
+        self.branch3x3stack = _stack((cin, 64, 1), (64, 96, 3, 1), (96, 96, 3, 0, 2))
+        self.branchpool = nn.MaxPool2d(3, 2)
+
+
+class MixedC(_Concat):  # factorised 7×7
+    order = ("branch1x1", "branch7x7", "branch7x7stack", "branch_pool")
+
+    def __init__(self, cin: int, c7: int) -> None:
+        super().__init__()
+        col, row = ((7, 1), (3, 0)), ((1, 7), (0, 3))
+        self.branch1x1 = ConvBN(cin, 192, kernel_size=1)
+        self.branch7x7 = _stack((cin, c7, 1), (c7, c7, *col), (c7, 192, *row))
+        self.branch7x7stack = _stack((cin, c7, 1), (c7, c7, *col), (c7, c7, *row),
+                                     (c7, c7, *col), (c7, 192, *row))
+        self.branch_pool = nn.Sequential(nn.AvgPool2d(3, 1, 1), ConvBN(cin, 192, kernel_size=1))
+
+
+class MixedD(_Concat):  # grid reduction
+    order = ("branch3x3", "branch7x7", "branchpool")
+
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.branch3x3 = _stack((cin, 192, 1), (192, 320, 3, 0, 2))
+        self.branch7x7 = _stack((cin, 192, 1), (192, 192, (1, 7), (0, 3)),
+                                (192, 192, (7, 1), (3, 0)), (192, 192, 3, 0, 2))
+        self.branchpool = nn.AvgPool2d(3, 2)
+
+
+class MixedE(nn.Module):  # expanded filter bank
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.branch1x1 = ConvBN(cin, 320, kernel_size=1)
+        self.branch3x3_1 = ConvBN(cin, 384, kernel_size=1)
+        self.branch3x3_2a = ConvBN(384, 384, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3_2b = ConvBN(384, 384, kernel_size=(3, 1), padding=(1, 0))
+        self.branch3x3stack_1 = ConvBN(cin, 448, kernel_size=1)
+        self.branch3x3stack_2 = ConvBN(448, 384, kernel_size=3, padding=1)
+        self.branch3x3stack_3a = ConvBN(384, 384, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3stack_3b = ConvBN(384, 384, kernel_size=(3, 1), padding=(1, 0))
+        self.branch_pool = nn.Sequential(nn.AvgPool2d(3, 1, 1), ConvBN(cin, 192, kernel_size=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.branch3x3_1(x)
+        b = self.branch3x3stack_2(self.branch3x3stack_1(x))
+        return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
+                          self.branch3x3stack_3a(b), self.branch3x3stack_3b(b),
+                          self.branch_pool(x)], 1)
+
+
+class CifarInceptionV3(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.Conv2d_1a_3x3 = ConvBN(3, 32, kernel_size=3, padding=1)
+        self.Conv2d_2a_3x3 = ConvBN(32, 32, kernel_size=3, padding=1)
+        self.Conv2d_2b_3x3 = ConvBN(32, 64, kernel_size=3, padding=1)
+        self.Conv2d_3b_1x1 = ConvBN(64, 80, kernel_size=1)
+        self.Conv2d_4a_3x3 = ConvBN(80, 192, kernel_size=3)
+        self.Mixed_5b = MixedA(192, 32)
+        self.Mixed_5c = MixedA(256, 64)
+        self.Mixed_5d = MixedA(288, 64)
+        self.Mixed_6a = MixedB(288)
+        self.Mixed_6b = MixedC(768, 128)
+        self.Mixed_6c = MixedC(768, 160)
+        self.Mixed_6d = MixedC(768, 160)
+        self.Mixed_6e = MixedC(768, 192)
+        self.Mixed_7a = MixedD(768)
+        self.Mixed_7b = MixedE(1280)
+        self.Mixed_7c = MixedE(2048)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout2d()
+        self.linear = nn.Linear(2048, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1",
+                     "Conv2d_4a_3x3", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                     "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+            x = getattr(self, name)(x)
+        x = self.dropout(self.avgpool(x))
+        return self.linear(torch.flatten(x, 1))
 
 
 def inception_v3(num_classes: int = 10) -> nn.Module:
-    model = Inception3(num_classes=num_classes, aux_logits=False, init_weights=False)
-    # stride-1 padded stem and no max-pools: 32 px stays 32 px until Mixed_6a
-    model.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, padding=1)
-    model.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3, padding=1)
-    model.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
-    model.maxpool1 = nn.Identity()
-    model.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3, padding=1)
-    model.maxpool2 = nn.Identity()
-    return model
+    return CifarInceptionV3(num_classes)
+
+
+def use_fake_relu(model: nn.Module) -> bool:
+    """Switch on fake_relu where the reference code uses it; False when `model` has no such place."""
+    if isinstance(model, CifarResNet):
+        model.layer4[-1].fake_relu = True
+        return True
+    if isinstance(model, CifarDenseNet):
+        model.fake_relu = True
+        return True
+    return False

@@ -25,14 +25,23 @@ KNOWN_ERRORS = (ConfigError, CheckpointError, LayerError, MissingWeightsError, U
 Examples:
   hitkit generate --study my-study            train missing demo models, make every IRI
   hitkit generate --study my-study --device cuda:0
-  torchrun --nproc-per-node 4 -m hitkit.cli generate --study my-study
+  torchrun --nproc-per-node 4 -m hitkit.cli generate --study my-study --device cuda
+  hitkit generate --study my-study --replace-stale   after retraining a checkpoint
 A killed run resumes where it stopped when started again.
 """)
 @study_option
 @click.option("--device", default="auto", show_default=True,
-              help="cpu, cuda, cuda:N, or auto (one GPU per torchrun rank when present).")
+              help="cpu, cuda (under torchrun: GPU LOCAL_RANK), cuda:N (one process only), or "
+                   "auto (cuda when present, else cpu).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def generate(study_dir: Path, device: str, progress: bool) -> None:
+@click.option("--replace-stale", is_flag=True,
+              help="Remake the IRIs whose checkpoint file changed since they were made "
+                   "(without it such a run stops and lists them).")
+@click.option("--trust-checkpoints", is_flag=True,
+              help="Unpickle every checkpoint in full (may run code in the file); per model: "
+                   "`trust = true` in study.toml.")
+def generate(study_dir: Path, device: str, progress: bool, replace_stale: bool,
+             trust_checkpoints: bool) -> None:
     """Make the study's IRIs and write manifest.parquet.
 
     Trains demo models that have a [models.train] table and no checkpoint yet,
@@ -47,12 +56,15 @@ def generate(study_dir: Path, device: str, progress: bool) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             summary = run_generation(study, device, progress=progress,
-                                     log=lambda m: click.echo(m, err=True))
+                                     log=lambda m: click.echo(m, err=True),
+                                     trust_checkpoints=trust_checkpoints,
+                                     replace_stale=replace_stale)
     except (*KNOWN_ERRORS, GenerationError) as exc:
         raise click.ClickException(str(exc)) from None
     if summary.manifest is not None:
+        replaced = f", {summary.replaced} stale IRI(s) replaced" if summary.replaced else ""
         click.echo(f"{summary.manifest}: {summary.iris} IRIs "
-                   f"({summary.made} batch(es) made now, {summary.done_before} before)")
+                   f"({summary.made} batch(es) made now, {summary.done_before} before{replaced})")
 
 
 @click.command(epilog="""\b

@@ -62,6 +62,9 @@ class ModelSpec(Strict):
     num_classes: int | None = Field(default=None, ge=1)
     train: TrainSpec | None = None
     factors: dict[str, str] = Field(default_factory=dict)
+    # Unpickle the checkpoint in full (weights_only=False): it may run code, so only for a
+    # file you trust. Off, a file holding objects beyond the known formats is an error.
+    trust: bool = False
 
     @field_validator("normalization", mode="before")
     @classmethod
@@ -194,7 +197,11 @@ class RegularizedLoss(Strict):
 class AdversarialLoss(Strict):
     name: Name
     kind: Literal["adversarial"]
-    metric: Literal["lpips-alex", "lpips-vgg", "ssim", "ms-ssim"] = "lpips-alex"
+    # lpips-alex-uncalibrated: ImageNet AlexNet with the 1×1 "lin" layers left at a (seeded)
+    # random init, the paper's `adv_alex_imagenet` (lpips' pretrained=False)
+    metric: Literal["lpips-alex", "lpips-alex-uncalibrated", "lpips-vgg", "ssim", "ms-ssim"] = (
+        "lpips-alex"
+    )
     # Used when the metric's weights are missing; None means missing weights are an error.
     fallback_metric: Literal["ssim", "ms-ssim"] | None = None
     # "auto" balances the two terms at step 0; a number is used as is.
@@ -232,6 +239,10 @@ class GenerationSection(Strict):
     distance_metric: Literal["lpips-alex", "lpips-vgg", "ssim", "ms-ssim"] = "lpips-alex"
     distance_fallback: Literal["ssim", "ms-ssim", "none"] = "ssim"
     losses: list[LossSpec] = Field(default_factory=list)
+    # "paper": the authors' code where it differs from the default (fake_relu, their
+    # transforms, a frequency-space Fourier seed, λ from the first batch, the L_p norm);
+    # docs/generation.md lists each difference
+    mode: Literal["default", "paper"] = "default"
 
     @field_validator("losses")
     @classmethod

@@ -163,3 +163,24 @@ def test_transforms_keep_size_are_seeded_and_identity_is_exact():
     shifted = T.apply(x, TransformSpec(pad=0), T.Draw((2, 0), 1.0, 0.0, (0, 0)))
     assert torch.allclose(shifted[..., 2:], x[..., :-2], atol=1e-5)
     assert torch.allclose(shifted[..., :2], torch.full_like(shifted[..., :2], 0.5), atol=1e-6)
+
+
+def test_uncalibrated_lpips_is_the_papers_adv_alex_imagenet_variant(fake_torch_home):
+    import torchvision
+
+    with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth"):
+        perceptual_distance("lpips-alex-uncalibrated")
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(),
+               fake_torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    calibrated, _ = perceptual_distance("lpips-alex")
+    uncalibrated, name = perceptual_distance("lpips-alex-uncalibrated")
+    assert name == "lpips-alex-uncalibrated"
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    assert not torch.allclose(calibrated(x, y), uncalibrated(x, y))
+    # its random lin layers are drawn from a fixed seed, whatever the global RNG did
+    from generation.distances import _lpips_model
+
+    _lpips_model.cache_clear()
+    torch.manual_seed(123)
+    again, _ = perceptual_distance("lpips-alex-uncalibrated")
+    assert torch.equal(again(x, y), uncalibrated(x, y))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -123,18 +126,11 @@ def test_every_checkpoint_format_loads_to_identical_outputs(reference, tmp_path)
         }),
     }
     for name, path in files.items():
-        with pytest.warns(UserWarning, match="weights_only=False") if name == "robustness" else _no_warning():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # every known format loads safely, without a warning
             out = _outputs(path)
         assert torch.equal(out, expected), name
     assert torch.equal(_outputs(files["lightning"], "lightning"), expected)
-
-
-class _no_warning:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_robustness_normalizer_is_read_and_checked(reference, tmp_path):
@@ -182,3 +178,111 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
     weird = _write(tmp_path / "weird.pt", {"epoch": 1})
     with pytest.raises(CheckpointError, match="no state dict found"):
         load_weights(create_model("tiny_resnet", 6), weird)
+
+
+# ------------------------------------------------------------------ safe loading
+
+
+class _Payload:
+    """Unpickling this calls `marker.write_text` (any callable would do): code in a checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_a_checkpoint_that_pickles_a_callable_is_refused_and_never_runs(reference, tmp_path):
+    model, _ = reference
+    marker = tmp_path / "ran.txt"
+    path = _write(tmp_path / "evil.pt", {"state_dict": model.state_dict(), "hook": _Payload(marker)})
+    with pytest.raises(CheckpointError) as info:
+        load_weights(create_model("tiny_resnet", 6), path)
+    message = str(info.value)
+    assert str(path) in message and "trust = true" in message and "--trust-checkpoints" in message
+    assert "Unsupported global: GLOBAL getattr" in message  # names what it refused
+    assert not marker.exists()
+    with pytest.raises(CheckpointError):  # through the model builder as well, still without running
+        build_network(spec(checkpoint=str(path)), path)
+    assert not marker.exists()
+    # the opt-in loads it in full (which is exactly why it is an opt-in)
+    loaded = build_network(spec(checkpoint=str(path), trust=True), path)
+    assert loaded.checkpoint_format == "lightning" and marker.read_text() == "code ran"
+
+
+class AttributeDict(dict):
+    """Pickled under Lightning's name below, as a Lightning checkpoint stores hyper-parameters."""
+
+
+AttributeDict.__module__ = "lightning.fabric.utilities.data"
+
+
+def test_known_formats_extras_load_safely(reference, tmp_path, monkeypatch):
+    """timm / torchvision `args`, Lightning's AttributeDict hyper-parameters, numpy scalars, paths."""
+    import numpy as np
+
+    model, _ = reference
+    expected = _outputs(_write(tmp_path / "plain.pt", model.state_dict()))
+    module = types.ModuleType("lightning.fabric.utilities.data")
+    module.AttributeDict = AttributeDict
+    for name in ("lightning", "lightning.fabric", "lightning.fabric.utilities", module.__name__):
+        monkeypatch.setitem(sys.modules, name, sys.modules.get(name) or types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    hparams = AttributeDict(lr=0.1, root=Path("/data"), best=np.float64(0.93))
+    path = _write(tmp_path / "extras.ckpt", {
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "hyper_parameters": hparams, "args": argparse.Namespace(model="resnet18", lr=0.1),
+        "metric": np.float32(0.5), "counts": np.arange(3),
+    })
+    monkeypatch.delitem(sys.modules, module.__name__)  # Lightning need not be importable
+    assert torch.equal(_outputs(path), expected)
+
+
+def test_madrylab_cifar_inception_key_layout_loads(tmp_path):
+    """A robustness file with the reference InceptionV3's exact keys and shapes loads strictly."""
+    listed = Path(__file__).with_name("data") / "madry_cifar_inception_v3_keys.txt"
+    shapes = {}
+    for line in listed.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, *dims = line.split()
+            shapes[key] = tuple(int(d) for d in dims)
+    model = create_model("cifar_inception_v3", 10)
+    assert set(model.state_dict()) == set(shapes)
+    g = torch.Generator().manual_seed(0)
+    state = {k: (torch.randint(0, 5, s, generator=g) if k.endswith("num_batches_tracked")
+                 else torch.rand(s, generator=g) + 0.5) for k, s in shapes.items()}
+    path = _write(tmp_path / "inception.pt", {"epoch": 1, "model": {
+        **{f"module.model.{k}": v for k, v in state.items()},
+        **{f"module.attacker.model.{k}": v for k, v in state.items()},
+        "module.normalizer.new_mean": torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1),
+        "module.normalizer.new_std": torch.tensor([0.2023, 0.1994, 0.2010]).view(3, 1, 1),
+    }})
+    built = build_network(spec("cifar_inception_v3", num_classes=10), path)
+    assert built.checkpoint_format == "robustness" and built.layer == "flatten"
+    assert built.net(torch.rand(2, 3, 32, 32)).shape == (2, 2048)
+    key = "Mixed_7c.branch_pool.1.conv.weight"
+    assert torch.equal(built.net.body.get_parameter(key), state[key])
+
+
+@pytest.mark.parametrize("arch", ["cifar_resnet18", "cifar_densenet121"])
+def test_fake_relu_keeps_the_forward_and_passes_gradients(arch):
+    torch.manual_seed(0)
+    plain = build_network(spec(arch, checkpoint=None, train={}), None)
+    torch.manual_seed(0)
+    faked = build_network(spec(arch, checkpoint=None, train={}), None, fake_relu=True)
+    assert faked.fake_relu and not plain.fake_relu
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    y = x.detach().clone().requires_grad_(True)
+    out_plain, out_fake = plain.net(x), faked.net(y)
+    assert torch.equal(out_plain, out_fake)  # ReLU in the forward pass, bit for bit
+    assert (out_plain == 0).any()  # some units are off, so their gradient differs
+    (gx,) = torch.autograd.grad(out_plain.sum(), x)
+    (gy,) = torch.autograd.grad(out_fake.sum(), y)
+    assert not torch.allclose(gx, gy)  # the identity backward reaches the input
+
+
+def test_fake_relu_is_not_applied_where_the_reference_does_not_use_it():
+    for arch in ("cifar_vgg16", "cifar_inception_v3", "tiny_resnet"):
+        assert not build_network(spec(arch, checkpoint=None, train={}), None,
+                                 fake_relu=True).fake_relu

@@ -8,6 +8,7 @@ import torch
 from generation.archs import create_model
 from generation.distances import perceptual_distance
 from generation.loop import invert, quantize, step_size_at
+from generation.losses import rep_error
 from generation.network import IRINetwork
 from generation.settings import LoopSettings, resolve_settings
 from hitkit.study.generation_config import (
@@ -156,3 +157,131 @@ def test_compiled_network_path_matches_eager_on_cpu():
     assert (compiled.pixels.int() - eager.pixels.int()).abs().max() <= 1
     assert torch.allclose(compiled.rep_error, eager.rep_error, rtol=1e-3, atol=1e-5)
     assert "_hitkit_compiled" in net.__dict__  # compiled once, reused by later batches
+
+
+# ------------------------------------------------- the kept iterate and its loss
+
+
+def _unwarped_value(net, loss, result, targets, seeds, bf16: bool = False) -> torch.Tensor:
+    """The objective's value of the returned iterate, scored as the loop scores candidates."""
+    from generation.objective import Problem, build_objective
+
+    with torch.no_grad():
+        target_features = net(targets).float()
+        objective = build_objective(loss, Problem(net, targets, seeds, target_features))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            features = net(result.iterate)
+        return objective.value(rep_error(features.float(), target_features), result.iterate)
+
+
+TRANSFORMED = RegularizedLoss(name="trans", kind="regularized", rep_weight=1.0,
+                              transforms=TransformSpec(pad=2, jitter=6, rotate_degrees=15))
+
+
+@pytest.mark.parametrize("loss", [REG_FREE, TRANSFORMED], ids=lambda loss: loss.name)
+def test_the_reported_loss_is_the_returned_iterates_per_image(loss):
+    net = tiny_net()
+    targets, seeds = images(4)
+    # a large constant step: iterates bounce, so each image has its own best step
+    result = invert(net, targets, seeds, loss, LoopSettings(steps=30, step_size=4.0, seed=1))
+    assert len(set(result.best_step.tolist())) >= 2, result.best_step
+    value = _unwarped_value(net, loss, result, targets, seeds)
+    assert torch.allclose(value, result.best_loss, rtol=1e-5, atol=1e-6), (value, result.best_loss)
+    # and the stored 8-bit image is that iterate, rounded
+    assert torch.equal(result.images, quantize(result.iterate))
+
+
+def test_bf16_never_compares_losses_of_two_precisions():
+    net = tiny_net()
+    targets, seeds = images(3)
+    # finish_steps = 0: every candidate, the last included, is scored in bf16
+    only_bf16 = invert(net, targets, seeds, REG_FREE,
+                       LoopSettings(steps=20, step_size=4.0, precision="bf16", finish_steps=0))
+    assert torch.allclose(_unwarped_value(net, REG_FREE, only_bf16, targets, seeds, bf16=True),
+                          only_bf16.best_loss, rtol=1e-5, atol=1e-6)
+    # with an fp32 finish the kept iterate comes from the fp32 steps and its loss is fp32
+    finished = invert(net, targets, seeds, REG_FREE,
+                      LoopSettings(steps=20, step_size=4.0, precision="bf16", finish_steps=6))
+    assert (finished.best_step >= 14).all(), finished.best_step
+    assert torch.allclose(_unwarped_value(net, REG_FREE, finished, targets, seeds),
+                          finished.best_loss, rtol=1e-5, atol=1e-6)
+
+
+def test_transform_draws_are_made_up_front_on_the_device():
+    from generation import transforms as T
+
+    spec = TransformSpec(pad=2, jitter=6)
+    up_front = T.matrices(spec, torch.Generator().manual_seed(5), 7, 16, 16, torch.device("cpu"))
+    g = torch.Generator().manual_seed(5)
+    one_by_one = torch.stack([T.matrix(T.draw(spec, g), 20, 20) for _ in range(7)])
+    assert up_front.shape == (7, 2, 3) and torch.equal(up_front, one_by_one)
+
+
+def test_no_draw_or_host_copy_happens_inside_the_loop(monkeypatch):
+    from generation import transforms as T
+
+    net = tiny_net()
+    targets, seeds = images(2)
+    calls = {"draw": 0, "warp": 0}
+    real_draw, real_apply = T.draw, T.apply_matrix
+
+    def counting_draw(*a):
+        assert calls["warp"] == 0, "a draw after the loop started"
+        calls["draw"] += 1
+        return real_draw(*a)
+
+    def counting_apply(x, pad, theta):
+        assert theta.device == x.device
+        calls["warp"] += 1
+        return real_apply(x, pad, theta)
+
+    monkeypatch.setattr(T, "draw", counting_draw)
+    monkeypatch.setattr(T, "apply_matrix", counting_apply)
+    invert(net, targets, seeds, TRANSFORMED, LoopSettings(steps=12, step_size=0.5))
+    assert calls == {"draw": 12, "warp": 12}
+
+
+# ------------------------------------------------------------------- paper mode
+
+
+def test_paper_transforms_translate_with_black_and_rescale():
+    from generation import transforms as T
+
+    x = torch.rand(1, 3, 16, 16)
+    spec = TransformSpec(pad=0, jitter=8, scale=(1.0, 1.0), rotate_degrees=0)
+    identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
+    shifted = T.apply_paper(x, spec, (T.PaperDraw((2, 3), 1.0, (0, 0)), identity))
+    assert torch.allclose(shifted[..., 3:, 2:], x[..., :13, :14], atol=1e-5)
+    assert shifted[..., :3, :].abs().max() < 1e-5 and shifted[..., :, :2].abs().max() < 1e-5
+    grown = T.apply_paper(x, spec, (T.PaperDraw((0, 0), 1.1, (0, 0)), identity))
+    shrunk = T.apply_paper(x, spec, (T.PaperDraw((0, 0), 0.9, (0, 0)), identity))
+    assert grown.shape[-1] == 18 and shrunk.shape[-1] == 15 + 2 * 1  # ceil(14.4)=15, padded black
+    assert shrunk[..., 0, :].abs().max() < 1e-5
+    warps = T.PaperWarps(TransformSpec(), torch.Generator().manual_seed(0), 50, torch.device("cpu"))
+    assert warps.rotations.shape == (50, 2, 3)
+    assert all(0 <= d.shift1[0] < 8 and 0 <= d.shift2[1] < 4 for d in warps.draws)
+
+
+def test_paper_lp_is_the_uncentred_norm_and_l1_is_centred():
+    from generation.losses import lp_penalty, paper_lp
+
+    x = torch.rand(2, 3, 4, 4)
+    assert torch.allclose(paper_lp(x, 6.0), x.flatten(1).pow(6).sum(1).pow(1 / 6))
+    assert torch.equal(paper_lp(x, 1.0), lp_penalty(x, 1.0))
+    assert not torch.allclose(paper_lp(x, 6.0), lp_penalty(x, 6.0))
+
+
+def test_paper_mode_fourier_clamps_the_spectrum_and_starts_where_told():
+    from generation.fourier import to_image
+
+    net = tiny_net()
+    targets, seeds = images(2)
+    loss = RegularizedLoss(name="fft", kind="regularized", rep_weight=1.0, fourier=True)
+    spectrum = torch.randn(2, 3, 16, 9, 2, generator=torch.Generator().manual_seed(0))
+    result = invert(net, targets, quantize(to_image(spectrum, 16, 16)), loss,
+                    LoopSettings(steps=5, step_size=0.5), start=spectrum, paper=True)
+    assert result.rep_error.shape == (2,)
+    zero = invert(net, targets, seeds, loss, LoopSettings(steps=0 + 1, step_size=0.0),
+                  start=spectrum, paper=True)
+    # step size 0: the kept iterate is the start itself or its clamp, never the pixel seed
+    assert not torch.allclose(zero.iterate, seeds, atol=0.05)
