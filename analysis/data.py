@@ -214,12 +214,14 @@ def prepare(table: pa.Table | pd.DataFrame, factors: Sequence[str], *,
 
 
 def _check_values(rows: pd.DataFrame, source: str) -> None:
+    # an unknown RT (null: an MTurk archive without rt_<trial> columns) is allowed, since the
+    # model does not use RTs; an infinite or negative one is a broken file
     rt = rows["rt_ms"].to_numpy(dtype=float)
-    bad_rt = ~np.isfinite(rt) | (rt < 0)
+    bad_rt = np.isinf(rt) | (rt < 0)
     if bad_rt.any():
         ids = rows.loc[bad_rt, "response_id"].head(3).tolist()
         raise AnalysisDataError(
-            f"{source}: column 'rt_ms' has {int(bad_rt.sum())} missing (NaN), infinite or negative "
+            f"{source}: column 'rt_ms' has {int(bad_rt.sum())} infinite or negative "
             f"value(s), e.g. response_id {', '.join(ids)}; re-export the responses "
             "(`hitkit export`) or drop those rows"
         )

@@ -74,6 +74,10 @@ def analyze(study_dir: Path, include_excluded: bool, iri_loss: str | None, sampl
     from analysis.fit import SamplerError, SampleSettings
 
     study = open_study(study_dir)
+    stale = review_outdated(study)
+    if stale:
+        click.echo(f"error: {stale}", err=True)
+        sys.exit(EXIT_INPUT)
     settings = SampleSettings.from_config(
         study.config.analysis, sampler=sampler, draws=draws, tune=tune, chains=chains,
         seed=seed, progress=not quiet)
@@ -88,6 +92,29 @@ def analyze(study_dir: Path, include_excluded: bool, iri_loss: str | None, sampl
             f"\nThe fit did not pass the convergence gate; no effects were written. "
             f"Diagnostics: {result.folder / 'diagnostics.csv'}", err=True)
         sys.exit(EXIT_GATE)
+
+
+def review_outdated(study) -> str | None:
+    """Why responses.parquet does not match the review the ledger recorded, or None: the
+    exclusions it carries must be the verdicts `hitkit review` recorded under the [quality]
+    rules in force (a study without a ledger, e.g. imported responses, is not checked)."""
+    from hitkit.study.responses import RESPONSES_FILE
+    from hitkit.survey.ledger import LEDGER_FILE, Ledger
+    from hitkit.survey.quality import ReviewError, last_review_run, recorded_verdicts
+
+    if not (study.root / LEDGER_FILE).is_file():
+        return None
+    with Ledger.for_study(study.root) as ledger:
+        try:
+            recorded_verdicts(ledger, study.config.quality)
+        except ReviewError as exc:
+            return str(exc)
+        run = last_review_run(ledger)
+        exports = [e for e in ledger.events("exported") if e["data"].get("file") == RESPONSES_FILE]
+        if exports and exports[-1]["at"] < run["created_at"]:
+            return ("responses.parquet was written before the last `hitkit review` "
+                    f"({run['created_at']}): run `hitkit export` again")
+    return None
 
 
 @click.command(epilog="""\b

@@ -43,7 +43,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "figures": ("hitkit.cli.analysis", "figures", "Draw the paper's figures from the stored analysis, as PDF and PNG in figures/."),
     "report": ("hitkit.cli.analysis", "report", "Write report.html: the study's results on one self-contained page."),
     "pay": ("hitkit.cli.platform", "pay", "Approve, reject and pay bonuses as `hitkit review` decided; exactly once."),
-    "import-mturk": ("hitkit.cli.platform", "import_mturk", "Import MTurk results (web batch-results CSV or API assignment XML) into the ledger."),
+    "import-mturk": ("hitkit.cli.platform", "import_mturk", "Import MTurk results (batch-results CSV, assignment XML, boto3 JSON/JSONL) into the ledger."),
+    "export-images": ("hitkit.cli.platform", "export_images", "Write the open HITs' images for hosting, one keyed file per slot (MTurk --image-base-url)."),
     "expire": ("hitkit.cli.platform", "expire", "Stop recruiting: stop the Prolific study, expire the MTurk HITs, close the batch."),
     "demo": ("hitkit.demo.run", "demo", "Run every stage of a study on the demo study, on a laptop CPU in minutes."),
 }
@@ -118,12 +119,27 @@ def validate(file: Path | None, study_dir: Path | None, config_only: bool) -> No
     study = open_study(target)
     errors, notes = ([], []) if config_only else check_paths(study)
     click.echo(format_size(study, study_size(study.config), notes))
+    click.echo(guesser_line(study.config))
     if errors:
         click.echo("", err=True)
         for error in errors:
             click.echo(f"{study.path}: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     click.echo(f"\n{find_study_file(target)}: valid")
+
+
+def guesser_line(config) -> str:
+    """How often random answers pass the [quality] rules, with a warning above the limit."""
+    from hitkit.survey.guessing import GUESSER_PASS_LIMIT, guesser_pass_rate
+
+    rate = guesser_pass_rate(config.survey, config.quality)
+    line = (f"quality rules: a participant answering at random passes {rate:.1%} of the time "
+            f"({config.survey.catch_per_hit} catch trials, min_catch_accuracy "
+            f"{config.quality.min_catch_accuracy:g})")
+    if rate > GUESSER_PASS_LIMIT:
+        line += (f"\nwarning: above {GUESSER_PASS_LIMIT:.0%}: raise [survey].catch_per_hit or "
+                 "[quality].min_catch_accuracy (docs/survey.md, \"Threat model\")")
+    return line
 
 
 def main() -> None:

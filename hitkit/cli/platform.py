@@ -1,4 +1,4 @@
-"""`hitkit pay` and `hitkit import-mturk`."""
+"""`hitkit pay`, `hitkit import-mturk`, `hitkit export-images` and `hitkit expire`."""
 
 from __future__ import annotations
 
@@ -66,21 +66,41 @@ Examples:
               default=None, help="CSV with assignment_id, amount, reason.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before paying.")
 @click.option("--dry-run", is_flag=True, help="Show what would be approved, rejected and paid.")
+@click.option("--settle", "settle", multiple=True, metavar="PAYMENT=paid|unpaid",
+              help="Record what the platform's site shows for a payment `hitkit pay` reported "
+                   "as unresolved (paid: never sent again; unpaid: the next run may send it).")
 @production_option
 @endpoint_option
 def pay(study_dir: Path, platform: str | None, bonus_amount: str | None, bonus_reason: str | None,
-        bonus_csv: Path | None, yes: bool, dry_run: bool, production: bool,
-        endpoint_url: str | None) -> None:
+        bonus_csv: Path | None, yes: bool, dry_run: bool, settle: tuple[str, ...],
+        production: bool, endpoint_url: str | None) -> None:
     """Approve, reject and pay bonuses as `hitkit review` decided; exactly once.
 
     Approves every reviewed assignment except those the pre-registered fraud
-    rule rejects (rejected with [quality].rejection_message). Every call is
+    rule rejects (rejected with [quality].rejection_message). Only submissions the
+    platform confirmed (`hitkit collect`) are paid. Every call is
     journaled in the ledger first: re-running after an error or a crash
     finishes the job and never pays twice.
     """
     from hitkit.platforms import open_platform
 
     study = open_study(study_dir)
+    if settle:
+        from hitkit.platforms.records import settle_unresolved
+
+        with open_ledger(study) as ledger:
+            for item in settle:
+                payment_id, _, verdict = item.partition("=")
+                if verdict not in ("paid", "unpaid"):
+                    raise click.BadParameter(f"{item!r}: write PAYMENT=paid or PAYMENT=unpaid",
+                                             param_hint="--settle")
+                try:
+                    recorded = settle_unresolved(ledger, payment_id.strip(), verdict == "paid",
+                                                 "hitkit pay --settle")
+                except PlatformError as exc:
+                    raise click.ClickException(str(exc)) from None
+                click.echo(f"{payment_id.strip()}: recorded as {recorded}")
+        return
     kind = platform or study.config.platform.kind
     bonuses: list[Bonus] = []
     if bonus_amount is not None and not bonus_reason:
@@ -90,7 +110,8 @@ def pay(study_dir: Path, platform: str | None, bonus_amount: str | None, bonus_r
             "SELECT a.assignment_id, a.state, r.reject, r.message FROM assignments a"
             " LEFT JOIN reviews r ON r.review_id = (SELECT MAX(review_id) FROM reviews"
             " WHERE assignment_id = a.assignment_id) WHERE a.platform = ?"
-            " AND a.state IN ('submitted', 'approved', 'rejected')", (kind,))
+            " AND a.state IN ('submitted', 'approved', 'rejected')"
+            " AND a.confirmation = 'confirmed'", (kind,))  # a claim is never paid
         unreviewed = [r["assignment_id"] for r in rows if r["state"] == "submitted" and r["reject"] is None]
         if unreviewed:
             raise click.ClickException(f"{len(unreviewed)} submitted assignment(s) not reviewed yet "
@@ -147,12 +168,14 @@ def pay(study_dir: Path, platform: str | None, bonus_amount: str | None, bonus_r
 Examples:
   hitkit import-mturk --study my-study Batch_4711_batch_results.csv
   hitkit import-mturk --study my-study assignments.xml
+  hitkit import-mturk --study my-study list_assignments.json assignments.jsonl
 """)
 @study_option
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(path_type=Path, dir_okay=False, exists=True))
 def import_mturk(study_dir: Path, files: tuple[Path, ...]) -> None:
-    """Import MTurk results (web batch-results CSV or API assignment XML) into the ledger.
+    """Import MTurk results into the ledger: the requester site's batch-results CSV, API
+    assignment XML, or boto3 ListAssignmentsForHIT JSON / one Assignment per line (JSONL).
 
     Run `hitkit design` for the study first: answers are matched to its trials.
     Worker IDs stay in the ledger; exports carry pseudonyms.
@@ -164,7 +187,7 @@ def import_mturk(study_dir: Path, files: tuple[Path, ...]) -> None:
     with open_ledger(study) as ledger:
         for path in files:
             try:
-                result = run(ledger, path)
+                result = run(ledger, path, to_minor_units(study.config.survey.reward))
             except PlatformError as exc:
                 raise click.ClickException(str(exc)) from None
             click.echo(f"{path.name}: {result.read} assignment(s) read, {result.stored} stored, "
@@ -174,6 +197,38 @@ def import_mturk(study_dir: Path, files: tuple[Path, ...]) -> None:
             failed |= bool(result.problems) and not result.stored and not result.already
     if failed:
         sys.exit(1)
+
+
+@click.command("export-images", epilog="""\b
+Examples:
+  hitkit export-images --study my-study --to s3://my-bucket/study-1/img
+  hitkit publish --study my-study --platform mturk --image-base-url https://my-bucket.s3.amazonaws.com/study-1/img
+  hitkit export-images --study my-study --to public-images/   (then upload the folder)
+""")
+@study_option
+@click.option("--to", "destination", required=True,
+              help="A folder, or s3://bucket/prefix (boto3's credentials), to write the images to.")
+def export_images(study_dir: Path, destination: str) -> None:
+    """Write the open HITs' images for hosting: one file per slot, under keyed names.
+
+    For MTurk HITs too large to inline their images (MTurk's 65,535-byte Question
+    limit): host what this writes and publish with --image-base-url. Each place an
+    image is shown gets its own file and encoding, so neither a URL nor a file's size
+    or hash tells which slots show the same image. Run it after `hitkit design`.
+    """
+    from hitkit.platforms.mturk.platform import export_images as run
+    from hitkit.study.s3 import S3Error
+
+    study = open_study(study_dir)
+    with open_ledger(study) as ledger:
+        try:
+            written = run(study, ledger, destination)
+        except (PlatformError, S3Error, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+    if not written:
+        raise click.ClickException("no open HITs: run `hitkit design` first")
+    click.echo(f"{written} image file(s) written to {destination}; serve them over https:// and "
+               "pass that address to `hitkit publish --platform mturk --image-base-url`")
 
 
 @click.command(epilog="""\b

@@ -110,17 +110,26 @@ Open http://127.0.0.1:8000/?preview=1 to see the task without taking part.
 """)
 @study_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-def serve(study_dir: Path, host: str, port: int) -> None:
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--rate-limit/--no-rate-limit", default=True, show_default=True,
+              help="Limit assignment starts and rejected submissions per client address, "
+                   "loopback included (docs/survey.md, \"Rate limits\"). Turn off only for a "
+                   "load test with `hitkit simulate --url`.")
+def serve(study_dir: Path, host: str, port: int, rate_limit: bool) -> None:
     """Serve the participant web app and its API (Starlette under uvicorn)."""
     from hitkit.platforms import app_callbacks
     from hitkit.survey.web.app import create_app
+    from hitkit.survey.web.guard import RateLimits
     from hitkit.survey.web.serving import serve as run
 
     study = open_study(study_dir)
     try:
         ledger = Ledger.for_study(study.root)
-        app = create_app(study, ledger, **app_callbacks(study, ledger))
+        # a participant behind a reverse proxy on this host is seen as loopback unless the
+        # proxy sets X-Forwarded-For: limits apply to loopback too, so none slips through
+        limits = RateLimits(exempt_loopback=False, enabled=rate_limit)
+        app = create_app(study, ledger, **app_callbacks(study, ledger), rate_limits=limits)
     except (TableError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"serving study {study.config.study.id!r} on http://{host}:{port} "
@@ -136,6 +145,8 @@ Examples:
   hitkit publish --study my-study --platform local            one link per planned participant
   hitkit publish --study my-study --platform local --open-link --cap 30
   hitkit publish --study my-study --platform prolific         draft study, then published
+  hitkit publish --study my-study --platform prolific --test  a Prolific test study only
+  hitkit publish --study my-study --platform prolific --add-places 10
   hitkit publish --study my-study --platform mturk            sandbox HITs
   hitkit publish --study my-study --platform mturk --production --yes
 """)
@@ -153,9 +164,16 @@ Examples:
 @click.option("--image-base-url", default=None,
               help="mturk HTMLQuestion: the https:// base URL where `export_images` output is hosted "
                    "(default: small images inlined).")
+@click.option("--add-places", type=click.IntRange(1), default=None,
+              help="prolific: add this many places to the open batch's study (a completed study "
+                   "recruits again).")
+@click.option("--test", "test_study", is_flag=True,
+              help="prolific: create the draft and a Prolific test study for the workspace's test "
+                   "participants (where the account has the feature); nothing is published.")
 def publish(study_dir: Path, platform: str | None, open_link: bool, cap: int | None,
             new: bool, force: bool, production: bool, yes: bool, endpoint_url: str | None,
-            image_base_url: str | None) -> None:
+            image_base_url: str | None, add_places: int | None = None,
+            test_study: bool = False) -> None:
     """Open the study to participants: a batch in the ledger and its links.
 
     local: participant links (CSV and terminal); prolific: a draft study, then
@@ -168,9 +186,20 @@ def publish(study_dir: Path, platform: str | None, open_link: bool, cap: int | N
     study = open_study(study_dir)
     platform = platform or study.config.platform.kind
     options = platform_options(production, yes, endpoint_url, force, image_base_url, open_link, cap)
+    if (add_places or test_study) and platform != "prolific":
+        raise click.UsageError("--add-places and --test are for --platform prolific")
     with open_ledger(study) as ledger:
-        result = platform_call(platform, platforms.publish, study, platform, ledger=ledger,
-                               new=new, **options)
+        if add_places:
+            total = platform_call(platform, lambda: platforms.open_platform(
+                study, platform, ledger, **options).add_places(add_places))
+            click.echo(f"{platform}: the open batch's study now has {total} place(s)")
+            return
+        if test_study:
+            result = platform_call(platform, lambda: platforms.open_platform(
+                study, platform, ledger, **options).publish(new=new, test=True))
+        else:
+            result = platform_call(platform, platforms.publish, study, platform, ledger=ledger,
+                                   new=new, **options)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     state = "created" if result.created else "already open (use --new for another)"
@@ -253,7 +282,7 @@ def status(study_dir: Path, per_hit: bool, platform: str | None, endpoint_url: s
     The ledger's part is always shown; when the platform cannot be asked (no
     token, unreachable), that is said on stderr and the exit status is 1.
     """
-    from hitkit.survey.progress import hit_fill, progress
+    from hitkit.survey.progress import hit_fill, progress, unconfirmed
 
     study = open_study(study_dir)
     platform = platform or study.config.platform.kind
@@ -268,6 +297,12 @@ def status(study_dir: Path, per_hit: bool, platform: str | None, endpoint_url: s
         click.echo("assignments: " + (", ".join(f"{n} {s}" for s, n in sorted(p.by_state.items()))
                                       or "none"))
         click.echo(f"responses: {p.responses}")
+        claims = unconfirmed(ledger)
+        click.echo(f"unconfirmed submissions: {len(claims)}"
+                   + (" (not reviewed, paid or exported until `hitkit collect` confirms them)"
+                      if claims else ""))
+        for c in claims[:20]:
+            click.echo(f"  {c.assignment_id}  {c.platform}  submitted {c.submitted_at}")
         click.echo("batches: " + (", ".join(f"{r['n']} {r['platform']} {r['state']}" for r in batches)
                                   or "none (run `hitkit publish`)"))
         if actions:
@@ -279,6 +314,8 @@ def status(study_dir: Path, per_hit: bool, platform: str | None, endpoint_url: s
         counts = ", ".join(f"{n} {s}" for s, n in sorted(remote.submissions_by_state.items()))
         click.echo(f"{platform} batch {remote.batch_id} ({remote.external_id or '–'}): "
                    f"{remote.state}, {remote.places} place(s); submissions: {counts or 'none'}")
+        for note in remote.notes:
+            click.echo(f"  {note}")
 
 
 def platform_status(study: Study, ledger: Ledger, platform: str, endpoint_url: str | None,
@@ -375,22 +412,34 @@ def simulate(study_dir: Path, n: int, mix: str, url: str | None, token: str | No
 @click.command(epilog="""\b
 Examples:
   hitkit review --study my-study
+  hitkit review --study my-study --reason "catch threshold was a typo (0.08 for 0.8)"
 """)
 @study_option
-def review(study_dir: Path) -> None:
-    """Score every submitted assignment by the [quality] rules; recommend what to do.
+@click.option("--reason", default=None,
+              help="Why [quality] changed since the last review (required then; recorded).")
+def review(study_dir: Path, reason: str | None) -> None:
+    """Score every confirmed submission by the [quality] rules; recommend what to do.
 
     Excluding data from the analysis (any rule) and rejecting payment (only the
     rule-defined fraud threshold, always with a message) are separate decisions.
+    The verdicts and the rules are recorded: export and pay use them. Submissions
+    the platform has not confirmed yet are listed, not scored (`hitkit collect`
+    confirms them).
     """
     from rich.console import Console
     from rich.table import Table
 
+    from hitkit.survey.progress import unconfirmed
+    from hitkit.survey.quality import ReviewError
     from hitkit.survey.quality import review as run_review
 
     study = open_study(study_dir)
     with open_ledger(study) as ledger:
-        verdicts = run_review(ledger, study.config.quality)
+        try:
+            verdicts = run_review(ledger, study.config.quality, reason)
+        except ReviewError as exc:
+            raise click.ClickException(str(exc)) from None
+        claims = unconfirmed(ledger)
     table = Table(title=f"Quality of {len(verdicts)} submitted assignment(s)")
     for name in ("assignment", "n", "catch", "repeat", "median RT", "fast", "side",
                  "excluded", "payment"):
@@ -403,7 +452,8 @@ def review(study_dir: Path) -> None:
         table.add_row(q.assignment_id, str(q.responses), fmt(q.catch_accuracy),
                       fmt(q.repeat_consistency), fmt(q.median_rt_ms, "{:.0f} ms"),
                       fmt(q.fast_share, "{:.0%}"), fmt(q.side_bias),
-                      q.exclusion_reason or "no", "REJECT" if q.reject else "approve")
+                      "; ".join([q.exclusion_reason or "no", *q.not_assessed]),
+                      "REJECT" if q.reject else "approve")
     # a pipe or a log file gets the full width rather than rich's 80 columns
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     console.print(table, markup=False)
@@ -418,6 +468,19 @@ def review(study_dir: Path) -> None:
                    "Approve all others.")
     else:
         click.echo("Approve payment for every submitted assignment: none meets the fraud rule.")
+    echo_unconfirmed(claims)
+
+
+def echo_unconfirmed(claims: list) -> None:
+    """The submissions no platform has confirmed: counted and listed, never scored or paid."""
+    if not claims:
+        return
+    click.echo(f"\nUnconfirmed: {len(claims)} submitted assignment(s) that no platform lists "
+               "yet (not reviewed, paid or exported; `hitkit collect` confirms them):")
+    for c in claims[:50]:
+        click.echo(f"  {c.assignment_id}  {c.platform}  submitted {c.submitted_at}")
+    if len(claims) > 50:
+        click.echo(f"  ... and {len(claims) - 50} more")
 
 
 # ------------------------------------------------------------------ export
@@ -432,15 +495,20 @@ Examples:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Where to write (default: responses.parquet in the study folder).")
 def export(study_dir: Path, out: Path | None) -> None:
-    """Write responses.parquet: one row per response, pseudonymised, with factors."""
+    """Write responses.parquet: one row per response, pseudonymised, with factors.
+
+    Only confirmed submissions, with the exclusions `hitkit review` recorded; stops when
+    [quality] changed since that review (the error names the fields).
+    """
     from hitkit.survey.export import export_responses
     from hitkit.survey.pseudonym import SecretError
+    from hitkit.survey.quality import ReviewError
 
     study = open_study(study_dir)
     with open_ledger(study) as ledger:
         try:
             path, rows = export_responses(study, ledger, out)
-        except (TableError, SecretError) as exc:
+        except (TableError, SecretError, ReviewError) as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {rows} responses to {path}")
 

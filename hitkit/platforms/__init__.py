@@ -30,7 +30,7 @@ from hitkit.survey.ledger import Ledger
 __all__ = [
     "ActionSummary", "BatchStatus", "Bonus", "CollectResult", "OutcomeUnknown", "Platform",
     "PlatformError", "PublishResult", "PLATFORMS", "KINDS", "open_platform", "publish", "status",
-    "collect", "approve", "reject", "bonus", "expire", "app_callbacks",
+    "collect", "approve", "reject", "bonus", "expire", "app_callbacks", "admission",
 ]
 
 # Each opener takes (study, ledger, **options) and ignores the options meant for other
@@ -125,9 +125,8 @@ def expire(study: Study, platform_kind: str | None = None, *, ledger: Ledger | N
 def app_callbacks(study: Study, ledger: Ledger) -> dict[str, Any]:
     """The platforms' parts of the participant web app, as keyword arguments of
     hitkit.survey.web.app.create_app: where a finished participant is sent back to
-    (Prolific's completion page) and which hitkit HIT an arrival's platform HIT ID
-    stands for (MTurk hands out the places of its HITs itself)."""
-    from hitkit.platforms.mturk.platform import hitkit_hit_for
+    (Prolific's completion page) and what admits an arrival (`admit`: the open batch
+    published for its STUDY_ID or hitId, and the hitkit HIT behind an MTurk hitId)."""
     from hitkit.platforms.prolific.platform import completion_url
 
     def prolific_return(assignment) -> str | None:
@@ -137,5 +136,14 @@ def app_callbacks(study: Study, ledger: Ledger) -> dict[str, Any]:
         study_id = row["platform_assignment_id"] if row else None
         return completion_url(study, ledger, study_id) if study_id else None
 
-    return {"completion_urls": {"prolific": prolific_return},
-            "hit_for": {"mturk": lambda mturk_hit_id: hitkit_hit_for(ledger, mturk_hit_id)}}
+    return {"completion_urls": {"prolific": prolific_return}, "admit": admission(ledger)}
+
+
+def admission(ledger: Ledger) -> dict[str, Any]:
+    """platform -> what admits its arrivals (see hitkit.survey.assignments.start_assignment):
+    the arrival with the open batch that was published for it, or None."""
+    from hitkit.platforms.mturk.platform import admit_arrival as admit_mturk
+    from hitkit.platforms.prolific.platform import admit_arrival as admit_prolific
+
+    return {"prolific": lambda arrival: admit_prolific(ledger, arrival),
+            "mturk": lambda arrival: admit_mturk(ledger, arrival)}

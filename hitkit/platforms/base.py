@@ -24,6 +24,16 @@ class OutcomeUnknown(PlatformError):
     """A call was sent but its outcome is not known yet; a later run reconciles it."""
 
 
+class Unresolved(OutcomeUnknown):
+    """A payment whose outcome the platform's own record cannot settle (a listing that has
+    not caught up, an idempotency token past its window): nothing more is sent until the
+    command in `settle_with` (or a later run that finds it listed) settles it."""
+
+    def __init__(self, message: str, settle_with: str):
+        super().__init__(f"{message}; to settle it: {settle_with}")
+        self.settle_with = settle_with
+
+
 #: Called at the points of an outward action where a crash leaves a distinct state:
 #: ("journaled", key) before the request is sent, ("sent", key) after the platform
 #: answered but before the answer is recorded. Tests raise from it to simulate a crash.
@@ -60,6 +70,8 @@ class BatchStatus:
     # True when the platform knows nothing the ledger does not (local): the ledger's own
     # counts already say everything
     ledger_only: bool = False
+    # lines `hitkit status` prints under the counts (e.g. Prolific's 21-day auto-approval)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -154,8 +154,9 @@ class LocalPlatform:
         return ActionSummary(ids, [])
 
     def expire(self) -> list[str]:
-        batch = records.open_batch(self.ledger, "local")
-        if batch is not None:
+        """Close every open local batch (every link, of every design)."""
+        closed = []
+        for batch in records.open_batches(self.ledger, "local"):
             records.close_batch(self.ledger, batch["batch_id"])
-            return [batch["batch_id"]]
-        return []
+            closed.append(batch["batch_id"])
+        return closed

@@ -16,6 +16,16 @@ first asks the platform (`reconcile`) and sends again only when the platform
 shows the action did not happen. Only a definite refusal (a 4xx that is not
 throttling) settles ``failed``.
 
+An action that is ``sent`` or ``failed`` is never re-sent before `reconcile` has
+answered: a ``failed`` row may be a refusal that was read wrongly (a duplicate-token
+refusal after a lost answer is a refusal of the *second* request, not of the
+payment). `reconcile` returns None only when re-sending is safe (the platform shows
+the action did not happen, or a live idempotency token makes a repeat harmless); it
+raises `OutcomeUnknown` when the platform's record cannot settle it (a listing that
+lags, a token past its window). `send` may raise `OutcomeUnknown` too (an answer
+that does not say whether the earlier request went through). Either way the action
+stays ``sent`` and nothing more is sent: the error says which command settles it.
+
 `retrying` is the platforms' one retry helper (tenacity underneath): reads,
 idempotent calls and each attempt of `once` go through it. boto3 calls are
 retried by botocore's own standard mode as well (see hitkit.platforms.mturk).
@@ -86,9 +96,10 @@ def once(ledger: Ledger, key: str, platform: str, kind: str, subject: str | None
 
     def attempt() -> dict[str, Any]:
         nonlocal action
-        # sent before (this run or an earlier one) with no answer: ask before sending again
-        if action.state == "sent" and reconcile is not None:
-            found = reconcile(action)
+        # sent before (this run or an earlier one) with no answer, or refused in a way that
+        # may hide an earlier success: ask before sending again
+        if action.state in ("sent", "failed") and reconcile is not None:
+            found = reconcile(action)  # OutcomeUnknown propagates: nothing is sent
             if found is not None:
                 ledger.settle(key, "done", found)
                 return found
@@ -96,8 +107,8 @@ def once(ledger: Ledger, key: str, platform: str, kind: str, subject: str | None
         action = ledger.settle(key, "sent")
         try:
             answer = send(action)
-        except Transient:
-            raise  # a PlatformError too, but of unknown outcome: retried, never settled 'failed'
+        except (Transient, OutcomeUnknown):
+            raise  # PlatformErrors too, but of unknown outcome: never settled 'failed'
         except PlatformError as exc:
             ledger.settle(key, "failed", {"error": str(exc)})
             raise

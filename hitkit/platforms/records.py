@@ -36,6 +36,23 @@ def open_batch(ledger: Ledger, platform: str) -> Any:
         " ORDER BY created_at DESC LIMIT 1", (design_id, platform))
 
 
+def open_batches(ledger: Ledger, platform: str) -> list[Any]:
+    """Every open batch of the platform, of any design (what `hitkit expire` closes)."""
+    return ledger.query("SELECT * FROM batches WHERE platform = ? AND state = 'open'"
+                        " ORDER BY created_at", (platform,))
+
+
+def confirm(ledger: Ledger, assignment_id: str, platform: str, **proof: Any) -> None:
+    """The platform listed this assignment's submission for the same participant and session:
+    it is no longer a claim (only confirmed submissions reach review, pay and export)."""
+    with ledger.transaction() as con:
+        cur = con.execute("UPDATE assignments SET confirmation = 'confirmed', confirmed_at = ?"
+                          " WHERE assignment_id = ? AND confirmation != 'confirmed'",
+                          (now_iso(), assignment_id))
+        if cur.rowcount:
+            ledger.add_event("confirmed", assignment_id, platform=platform, **proof)
+
+
 def create_batch(ledger: Ledger, platform: str, places: int, settings: dict[str, Any]) -> Any:
     design_id = active_design_id(ledger)
     if design_id is None:
@@ -100,6 +117,22 @@ def record_review(ledger: Ledger, assignment_id: str, state: str, reward_minor: 
         ledger.add_event(state, assignment_id, **({"message": message} if message else {}))
 
 
+def record_imported_reward(ledger: Ledger, assignment_id: str, reward_minor: int,
+                           currency: str) -> None:
+    """The reward of an assignment imported as Approved: paid on the platform before hitkit
+    saw it (no action of hitkit's paid it, so no action key)."""
+    stamp = now_iso()
+    with ledger.transaction() as con:
+        cur = con.execute(
+            "INSERT OR IGNORE INTO payments (payment_id, assignment_id, kind, amount, currency,"
+            " reason, action_key, state, created_at, updated_at)"
+            " VALUES (?, ?, 'reward', ?, ?, 'imported', NULL, 'paid', ?, ?)",
+            ("pay-" + digest(assignment_id, "reward"), assignment_id, amount_text(reward_minor),
+             currency, stamp, stamp))
+        if cur.rowcount:
+            ledger.add_event("reward_imported", assignment_id, amount=amount_text(reward_minor))
+
+
 def plan_bonuses(ledger: Ledger, bonuses: list[Bonus], currency: str) -> list[str]:
     """Payment rows for the bonuses (one per assignment and reason, ever); their payment IDs.
 
@@ -160,6 +193,41 @@ def unpaid_bonus_runs(ledger: Ledger, payment_ids: list[str]) -> dict[str | None
     return runs
 
 
+def first_sent(ledger: Ledger, key: str, after: str | None = None) -> str | None:
+    """When the action `key` was first sent (ISO time; only sends after `after` count),
+    None if it never was: how long an idempotency token sent with it still protects a
+    repeat."""
+    row = ledger.query_one("SELECT MIN(at) AS at FROM events WHERE kind = 'action_sent'"
+                           " AND json_extract(data, '$.key') = ? AND at > ?", (key, after or ""))
+    return row["at"] if row is not None else None
+
+
+def settle_unresolved(ledger: Ledger, payment_id: str, paid: bool, note: str = "") -> str:
+    """The operator's answer for a payment the platform's record could not settle
+    (`hitkit pay --settle PAYMENT=paid|unpaid`, after looking at the requester site).
+
+    paid: the payment and its action are recorded as done, nothing will be sent.
+    unpaid: the action is marked so the next `hitkit pay` may send it again (the platform
+    backend still asks the platform first). Returns what was recorded.
+    """
+    row = ledger.query_one("SELECT * FROM payments WHERE payment_id = ?", (payment_id,))
+    if row is None:
+        raise PlatformError(f"--settle: no payment {payment_id} in the ledger")
+    if row["state"] == "paid":
+        raise PlatformError(f"--settle: payment {payment_id} is already recorded as paid")
+    key = row["action_key"]
+    if key is None or ledger.query_one("SELECT 1 FROM actions WHERE idempotency_key = ?",
+                                       (key,)) is None:
+        raise PlatformError(f"--settle: payment {payment_id} was never sent; `hitkit pay` sends it")
+    # `at`: sends before the verdict no longer count for the token's window
+    answer = {"operator": "paid" if paid else "unpaid", "note": note, "at": now_iso()}
+    ledger.settle(key, "done" if paid else "failed", answer)
+    if paid:
+        settle_payments(ledger, [payment_id], "paid")
+    ledger.event("payment_settled_by_operator", payment_id, paid=paid, note=note)
+    return answer["operator"]
+
+
 def paid_bonus_count(ledger: Ledger, assignment_id: str) -> int:
     row = ledger.query_one("SELECT COUNT(*) AS n FROM payments WHERE assignment_id = ? AND"
                            " kind = 'bonus' AND state = 'paid'", (assignment_id,))
@@ -181,8 +249,10 @@ def archive_raw(ledger: Ledger, platform: str, subject: str, raw: dict[str, Any]
 
 def store_submission(ledger: Ledger, *, hit_id: str, batch_id: str | None, platform: str,
                      participant_key: str, platform_assignment_id: str, submission: Submission,
-                     submitted_at: str | None, state: str = "submitted") -> tuple[str, bool]:
-    """An assignment whose responses came through the platform's API (one transaction).
+                     submitted_at: str | None, state: str = "submitted",
+                     started_at: str | None = None) -> tuple[str, bool]:
+    """An assignment whose responses came through the platform's API (one transaction);
+    confirmed, since the platform itself handed them over.
 
     Returns (hitkit assignment ID, created); the same platform assignment twice is a no-op.
     """
@@ -197,10 +267,12 @@ def store_submission(ledger: Ledger, *, hit_id: str, batch_id: str | None, platf
         con.execute(
             "INSERT INTO assignments (assignment_id, hit_id, batch_id, platform, participant_key,"
             " platform_assignment_id, state, started_at, submitted_at, completion_code,"
-            " submission_sha256, comment, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " submission_sha256, comment, client, confirmation, confirmed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'confirmed', ?)",
             (assignment_id, hit_id, batch_id, platform, participant_key, platform_assignment_id,
-             state, submitted_at or stamp, submitted_at or stamp, digest(assignment_id, length=8).upper(),
-             submission.sha256, submission.comment, dumps(submission.client)))
+             state, started_at or submitted_at or stamp, submitted_at or stamp,
+             digest(assignment_id, length=8).upper(),
+             submission.sha256, submission.comment, dumps(submission.client), stamp))
         con.executemany(
             "INSERT INTO responses (response_id, assignment_id, trial_id, choice, rt_ms, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",

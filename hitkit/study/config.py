@@ -84,7 +84,10 @@ class SurveySection(Strict):
     k: int | None = Field(default=None, ge=2, le=8)
     foil: Literal["other-target", "seed"] = "other-target"
     trials_per_hit: int = Field(default=40, ge=1, le=1000)
-    catch_per_hit: int = Field(default=4, ge=0)
+    # 8 catch trials with min_catch_accuracy 0.8 (7 of 8 right) let a guesser pass 3.5 % of
+    # the time (4 let 6.3 % pass); an attentive participant with a 2 % slip rate fails 1 %
+    # (hitkit.survey.guessing, docs/survey.md "Threat model")
+    catch_per_hit: int = Field(default=8, ge=0)
     repeat_share: float = Field(default=0.1, ge=0, le=0.5)
     responses_per_iri: int = Field(default=5, ge=1)
     practice: bool = True
@@ -166,6 +169,9 @@ class ProlificSettings(Strict):
     allow_list: list[str] = Field(default_factory=list)
     block_list: list[str] = Field(default_factory=list)
     block_studies: list[str] = Field(default_factory=list)
+    # the workspace studies and participant groups are created in; None: the account's only
+    # workspace (GET /api/v1/workspaces/), an error naming this setting when it has several
+    workspace_id: str | None = None
 
 
 class MTurkQualifications(Strict):

@@ -4,8 +4,9 @@ An image ID (an IRI, target or seed ID) maps to the URI the generation stage
 wrote for it. A URI is one of
 - a path relative to the study folder (the default store, e.g. ``iris/ab12.png``),
 - an absolute path or a ``file://`` URL,
-- an ``s3://bucket/key`` URL, fetched once through boto3 (hitkit.study.s3) and kept in
-  memory.
+- an ``s3://bucket/key`` URL, fetched through boto3 (hitkit.study.s3).
+Read bytes are kept in a cache bounded by bytes (least recently used first out), so a
+big study does not keep every image it ever served in memory.
 The server never exposes IDs or URIs to a browser; it serves bytes by position
 (see hitkit.survey.web.app), so a file name cannot give an answer away.
 """
@@ -13,7 +14,9 @@ The server never exposes IDs or URIs to a browser; it serves bytes by position
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -42,13 +45,48 @@ def image_uris(manifest: pa.Table) -> dict[str, str]:
     return uris
 
 
+class BytesLRU:
+    """A thread-safe cache holding at most `limit` bytes (by the sizes given to `put`);
+    the least recently used entries leave first. An entry larger than the limit is not kept."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.size = 0
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value: Any, size: int) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.size -= old[1]
+            if size > self.limit:
+                return
+            self._items[key] = (value, size)
+            self.size += size
+            while self.size > self.limit:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.size -= dropped
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class ImageStore:
     """Reads image bytes by image ID, relative paths taken from the study folder."""
 
-    def __init__(self, root: str | Path, uris: dict[str, str]):
+    def __init__(self, root: str | Path, uris: dict[str, str], cache_bytes: int = 128 * 2**20):
         self.root = Path(root)
         self.uris = dict(uris)
-        self._cache: dict[str, bytes] = {}
+        self._cache = BytesLRU(cache_bytes)
         self._lock = threading.Lock()
         self._s3 = None
 
@@ -72,8 +110,7 @@ class ImageStore:
         return self._cache.get(image_id)
 
     def read(self, image_id: str) -> bytes:
-        with self._lock:
-            cached = self._cache.get(image_id)
+        cached = self._cache.get(image_id)
         if cached is not None:
             return cached
         uri = self._uri(image_id)
@@ -82,8 +119,7 @@ class ImageStore:
             data = path.read_bytes() if path is not None else self._read_s3(uri)
         except OSError as exc:
             raise ImageError(f"image {image_id}: cannot read {uri}: {exc.strerror or exc}") from None
-        with self._lock:
-            self._cache[image_id] = data
+        self._cache.put(image_id, data, len(data))
         return data
 
     def _uri(self, image_id: str) -> str:

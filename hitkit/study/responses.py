@@ -28,7 +28,9 @@ RESPONSES = TableSchema(
         Column("choice", pa.int32(), "index of the option the participant chose"),
         Column("answer", pa.int32(), "index of the correct option"),
         Column("correct", pa.bool_(), "choice == answer, computed on the server"),
-        Column("rt_ms", pa.float64(), "reaction time in milliseconds from the trial's display"),
+        Column("rt_ms", pa.float64(), "reaction time in milliseconds from the trial's display "
+               "(empty: not recorded, e.g. an imported MTurk archive without rt_<trial> columns)",
+               nullable=True),
         Column("chance", pa.float64(), "chance rate of the trial: 1/2 (2afc) or 1/k (matching)"),
         Column("excluded", pa.bool_(), "excluded from analysis by a pre-registered [quality] rule"),
         Column("exclusion_reason", pa.string(),

@@ -59,12 +59,14 @@ def head(s3: Any, url: str) -> dict[str, str] | None:
     return reply.get("Metadata", {})
 
 
-def put(s3: Any, url: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
+def put(s3: Any, url: str, data: bytes, content_type: str, metadata: dict[str, str],
+        cache_control: str | None = None) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_url(url)
+    extra = {"CacheControl": cache_control} if cache_control else {}
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
-                      Metadata=metadata)
+                      Metadata=metadata, **extra)
     except (BotoCoreError, ClientError) as exc:
         raise S3Error(f"{url}: upload failed: {exc}") from None

@@ -10,6 +10,13 @@
 - Packing: main trials are dealt round-robin over the (model, loss) cells, the
   deal continuing from HIT to HIT (a Latin-square rotation), so every HIT mixes
   models and conditions evenly; no target appears in two main trials of a HIT.
+- Foils that give nothing away (2AFC, foil 'other-target'): within a HIT, every image
+  shown as a correct option is shown as a foil equally often (the foils are a
+  derangement of the correct options, repeated trials paired into swaps; catch
+  trials among themselves), so knowing which slots show the same image does not tell
+  which option of a main trial is correct. With an odd
+  number of repeats one pair is off by one; with 'seed' foils the seeds are never
+  correct, and only the per-slot image bytes (hitkit.survey.served_images) hide them.
 
 Everything is drawn from one seeded generator over a sorted manifest, so the
 same manifest and study.toml give the same design, IDs included.
@@ -418,10 +425,16 @@ def build_hit(
         catches.append({"kind": "catch", "query": query, "options": options,
                         "answer": answer, "model": None, "loss": None})
 
+    repeated = rng.sample(range(n_main), n_repeat)
+    if task_type.single_choice:
+        # foils drawn from the trials' own correct options (see the module docstring)
+        mains_balanced = survey.foil == "other-target"
+        _balance_foils(mains if mains_balanced else [], catches, repeated, rng)
+
     # order: mains shuffled, repeats inserted after their original, catch never first
     order = list(mains)
     rng.shuffle(order)
-    for original in rng.sample(order, n_repeat):
+    for original in (mains[i] for i in repeated):
         at = order.index(original)
         reversed_options = tuple(reversed(original["options"]))
         swapped = tuple(len(original["options"]) - 1 - a for a in original["answer"])
@@ -449,6 +462,54 @@ def build_hit(
     query, options, answer = task_type.practice(survey, all_targets, seed_pool, rng)
     practice = {"query": list(query), "options": list(options), "answer": list(answer)}
     return Hit(hit_id=hit_id, ordinal=ordinal, trials=trials, practice=practice)
+
+
+def _with_foil(trial: dict[str, Any], foil: str) -> None:
+    """Set a 2AFC trial's foil in place, keeping its correct option's side."""
+    side = trial["answer"][0]
+    correct = trial["options"][side]
+    trial["options"] = (correct, foil) if side == 0 else (foil, correct)
+
+
+def _balance_foils(mains: list[dict[str, Any]], catches: list[dict[str, Any]],
+                   repeated: list[int], rng: random.Random) -> None:
+    """Choose 2AFC foils so that, over the HIT's trials (repeats included), every image is
+    a correct option as often as it is a foil.
+
+    Repeated main trials go in pairs that swap their correct options (A vs B, B vs A): a
+    repeat then adds one correct and one foil showing to each. The other main trials take
+    their foils as a derangement of their correct options (no trial its own), and so do
+    the catch trials, apart: a catch trial is answered by anyone who compares pixels, and
+    linking it to main trials would hand those answers over too. Where no derangement can
+    be drawn (one trial left, or one image making up more than half), the foils drawn
+    before stay.
+    """
+    paired = list(repeated[: len(repeated) - len(repeated) % 2]) if mains else []
+    for a, b in zip(paired[::2], paired[1::2], strict=True):
+        ca, cb = _correct(mains[a]), _correct(mains[b])
+        _with_foil(mains[a], cb)
+        _with_foil(mains[b], ca)
+    taken = set(paired)
+    _derange([t for i, t in enumerate(mains) if i not in taken], rng)
+    _derange(catches, rng)
+
+
+def _correct(trial: dict[str, Any]) -> str:
+    return trial["options"][trial["answer"][0]]
+
+
+def _derange(pool: list[dict[str, Any]], rng: random.Random) -> None:
+    """Give each trial of `pool` another trial's correct option as its foil."""
+    corrects = [_correct(t) for t in pool]
+    if len(pool) < 2:
+        return
+    for _ in range(200):
+        foils = list(corrects)
+        rng.shuffle(foils)
+        if all(f != c for f, c in zip(foils, corrects, strict=True)):
+            for trial, foil in zip(pool, foils, strict=True):
+                _with_foil(trial, foil)
+            return
 
 
 def design_id_for(rows: list[dict[str, Any]], config: StudyConfig) -> str:

@@ -5,7 +5,9 @@ chosen option against its correct one). Rows are joined with the IRI's model,
 loss, layer, target and seed from the manifest and with the model's factors
 from study.toml; `correct` is computed here, on the requester's side. The
 participant column is an HMAC of the platform ID under the study secret: the
-raw ID stays in the ledger.
+raw ID stays in the ledger. Only confirmed submissions are exported, and exclusions are
+the verdicts `hitkit review` recorded: when [quality] changed since, export stops with
+an error naming the changed fields (hitkit.survey.quality.recorded_verdicts).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hitkit.study.responses import RESPONSES, RESPONSES_FILE
 from hitkit.study.tables import read_table, write_table
 from hitkit.survey.ledger import Ledger
 from hitkit.survey.pseudonym import load_or_create_secret, pseudonym
-from hitkit.survey.quality import answered_by_assignment, assess
+from hitkit.survey.quality import recorded_verdicts
 
 
 def response_rows(study: Study, ledger: Ledger, manifest: pa.Table) -> list[dict[str, Any]]:
@@ -33,15 +35,15 @@ def response_rows(study: Study, ledger: Ledger, manifest: pa.Table) -> list[dict
         ["iri_id", "model", "loss", "layer", "target_id", "seed_id"]).to_pylist()}
     factors = config.analysis.factors
     model_factors = {m.name: m.factors for m in config.models}
-    verdicts = {aid: assess(aid, answered, config.quality)
-                for aid, answered in answered_by_assignment(ledger).items()}
+    # the verdicts `hitkit review` recorded (and `hitkit pay` used), never recomputed here
+    verdicts = recorded_verdicts(ledger, config.quality)
     rows = ledger.query(
         """SELECT r.response_id, r.trial_id, r.choice, r.rt_ms, t.hit_id, t.task, t.kind,
                   t.position, t.query, t.options, t.answer, a.assignment_id, a.participant_key,
                   a.platform, a.submitted_at
            FROM responses r JOIN trials t USING (trial_id)
            JOIN assignments a ON a.assignment_id = r.assignment_id
-           WHERE a.state != 'started'
+           WHERE a.state != 'started' AND a.confirmation = 'confirmed'
            ORDER BY a.submitted_at, a.assignment_id, t.position""")
     pseudonyms: dict[str, str] = {}
     out: list[dict[str, Any]] = []
@@ -52,6 +54,7 @@ def response_rows(study: Study, ledger: Ledger, manifest: pa.Table) -> list[dict
         query, options = json.loads(r["query"]), json.loads(r["options"])
         answer, choice = json.loads(r["answer"]), json.loads(r["choice"])
         verdict = verdicts[r["assignment_id"]]
+        rules = json.loads(verdict["exclusion_rules"]) if verdict["exclusion_rules"] else []
         for i, image in enumerate(query):
             iri = iris.get(image) if r["kind"] != "catch" else None
             level = model_factors.get(iri["model"], {}) if iri else {}
@@ -68,8 +71,8 @@ def response_rows(study: Study, ledger: Ledger, manifest: pa.Table) -> list[dict
                 "layer": iri["layer"] if iri else "",
                 "choice": choice[i], "answer": answer[i], "correct": choice[i] == answer[i],
                 "rt_ms": r["rt_ms"], "chance": 1.0 / len(options),
-                "excluded": verdict.excluded, "exclusion_rules": list(verdict.exclusion_rules),
-                "exclusion_reason": verdict.exclusion_reason,
+                "excluded": bool(verdict["excluded"]), "exclusion_rules": rules,
+                "exclusion_reason": verdict["exclusion_reason"],
                 "platform": r["platform"],
                 "submitted_at": datetime.fromisoformat(r["submitted_at"]),
             }

@@ -47,6 +47,14 @@ def store_design(ledger: Ledger, design: Design, max_assignments: int,
             con.execute("UPDATE hits SET state = 'retired' WHERE design_id = ? AND state = 'open'",
                         (old,))
             ledger.add_event("design_retired", old, replaced_by=design.design_id)
+            # its links admit nobody any more (a participant would land in the new design);
+            # platform batches stay open until `hitkit expire` stops them there, but admit
+            # nobody either (hitkit.platforms.admission wants the current design)
+            for batch in con.execute("SELECT batch_id FROM batches WHERE design_id = ? AND"
+                                     " platform = 'local' AND state = 'open'", (old,)).fetchall():
+                con.execute("UPDATE batches SET state = 'closed' WHERE batch_id = ?",
+                            (batch["batch_id"],))
+                ledger.add_event("batch_closed", batch["batch_id"], reason="design replaced")
         con.execute(
             "INSERT INTO designs (design_id, task, seed, hits, trials, trials_sha256, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",

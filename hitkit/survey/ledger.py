@@ -185,6 +185,60 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE reviews ADD COLUMN exclusion_rules TEXT;
     """,
+    # 2 -> 3: an arrival is a claim until the platform confirms it (hitkit.survey.assignments);
+    # each `hitkit review` run records the [quality] rules it applied (export reads them).
+    # Assignments of older ledgers are confirmed where the ledger already holds the proof:
+    # local ones came in through a link (the only way in), a Prolific submission listed for
+    # the same session, an MTurk record the platform handed over.
+    """
+    ALTER TABLE assignments ADD COLUMN confirmation TEXT NOT NULL DEFAULT 'unconfirmed'
+        CHECK (confirmation IN ('unconfirmed', 'confirmed', 'refused'));
+    ALTER TABLE assignments ADD COLUMN confirmed_at TEXT;
+    UPDATE assignments SET confirmation = 'confirmed', confirmed_at = started_at
+        WHERE platform = 'local';
+    UPDATE assignments SET confirmation = 'confirmed', confirmed_at = started_at
+        WHERE platform = 'prolific' AND EXISTS (SELECT 1 FROM events e
+            WHERE e.kind = 'prolific_submission' AND e.subject = assignments.assignment_id
+            AND json_extract(e.data, '$.submission_id') = assignments.platform_session_id);
+    UPDATE assignments SET confirmation = 'confirmed', confirmed_at = started_at
+        WHERE platform = 'mturk' AND state != 'started' AND EXISTS (SELECT 1 FROM events e
+            WHERE e.kind = 'raw_archived' AND e.subject = assignments.platform_assignment_id);
+    CREATE TABLE review_runs (
+        run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rules TEXT NOT NULL,
+        changed TEXT NOT NULL DEFAULT '[]',
+        reason TEXT,
+        assignments INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE reviews ADD COLUMN run_id INTEGER REFERENCES review_runs(run_id);
+    CREATE TRIGGER review_runs_no_delete BEFORE DELETE ON review_runs
+    BEGIN SELECT RAISE(ABORT, 'the ledger never deletes: record a correction event instead'); END;
+    CREATE TRIGGER review_runs_append_only BEFORE UPDATE ON review_runs
+    BEGIN SELECT RAISE(ABORT, 'review_runs is append-only: record a correction event instead'); END;
+    """,
+    # 3 -> 4: a response time may be unknown (NULL): imported MTurk results without an
+    # rt_<trial> field. SQLite cannot drop NOT NULL in place: the table is copied (DROP
+    # TABLE fires no delete trigger) and its triggers recreated.
+    """
+    CREATE TABLE responses_v4 (
+        response_id TEXT PRIMARY KEY,
+        assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+        trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+        choice TEXT NOT NULL,
+        rt_ms REAL,
+        received_at TEXT NOT NULL,
+        UNIQUE (assignment_id, trial_id)
+    );
+    INSERT INTO responses_v4 SELECT response_id, assignment_id, trial_id, choice, rt_ms,
+        received_at FROM responses;
+    DROP TABLE responses;
+    ALTER TABLE responses_v4 RENAME TO responses;
+    CREATE TRIGGER responses_no_delete BEFORE DELETE ON responses
+    BEGIN SELECT RAISE(ABORT, 'the ledger never deletes: record a correction event instead'); END;
+    CREATE TRIGGER responses_append_only BEFORE UPDATE ON responses
+    BEGIN SELECT RAISE(ABORT, 'responses is append-only: record a correction event instead'); END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -200,6 +254,32 @@ def now_iso() -> str:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+EVENT_TEXT_CHARS = 200  # longer strings in an event are cut, and the cut counted
+EVENT_MAX_BYTES = 4096  # an event's data beyond this is replaced by {"oversized": true}
+
+
+def _bounded(value: Any, cut: list[int], depth: int = 0) -> Any:
+    """`value` with long strings shortened and deep or long containers cut; cut[0] counts
+    the characters (or entries) left out."""
+    if isinstance(value, str):
+        if len(value) > EVENT_TEXT_CHARS:
+            cut[0] += len(value) - EVENT_TEXT_CHARS
+            return value[:EVENT_TEXT_CHARS]
+        return value
+    if isinstance(value, dict | list | tuple):
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        if depth >= 4 or len(items) > 50:
+            cut[0] += len(items)
+            return "..."
+        if isinstance(value, dict):
+            return {_bounded(str(k), cut, depth): _bounded(v, cut, depth + 1) for k, v in items}
+        return [_bounded(v, cut, depth + 1) for _, v in items]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+        cut[0] += 1
+        return "..."
+    return value
 
 
 @dataclass(frozen=True)
@@ -304,9 +384,20 @@ class Ledger:
             return self._con.execute(sql, params).fetchone()
 
     def _insert_event(self, kind: str, subject: str | None, data: dict[str, Any]) -> None:
+        # an event can carry what a participant sent (a rejected field's name): bounded,
+        # so that a request cannot grow the ledger by more than EVENT_MAX_BYTES
+        cut = [0]
+        text = dumps(_bounded(data, cut))
+        if len(text) > EVENT_MAX_BYTES:
+            cut[0] += len(text)
+            text = dumps({"oversized": True})
+        if cut[0]:
+            text = text[:-1] + ("," if text != "{}" else "") + f'"truncated_chars":{cut[0]}}}'
+        if subject is not None and len(subject) > EVENT_TEXT_CHARS:
+            subject = subject[:EVENT_TEXT_CHARS]
         self._con.execute(
             "INSERT INTO events (at, kind, subject, data) VALUES (?, ?, ?, ?)",
-            (now_iso(), kind, subject, dumps(data)),
+            (now_iso(), kind, subject, text),
         )
 
     def event(self, kind: str, subject: str | None = None, **data: Any) -> None:

@@ -60,3 +60,19 @@ def hit_fill(ledger: Ledger) -> list[tuple[str, int, int, int]]:
            FROM hits h LEFT JOIN assignments a USING (hit_id)
            WHERE h.state = 'open' GROUP BY h.hit_id ORDER BY h.ordinal""")
     return [(r["hit_id"], r["places"], r["started"] or 0, r["submitted"] or 0) for r in rows]
+
+
+@dataclass(frozen=True)
+class Claim:
+    assignment_id: str
+    platform: str
+    submitted_at: str
+
+
+def unconfirmed(ledger: Ledger) -> list[Claim]:
+    """Submitted assignments no platform has confirmed yet (an arrival is a claim until then):
+    they are counted and listed, never reviewed, paid or exported."""
+    rows = ledger.query(
+        "SELECT assignment_id, platform, submitted_at FROM assignments"
+        " WHERE state != 'started' AND confirmation != 'confirmed' ORDER BY submitted_at")
+    return [Claim(r["assignment_id"], r["platform"], r["submitted_at"] or "") for r in rows]

@@ -27,6 +27,8 @@ MAX_RT_MS = 6 * 3600 * 1000.0  # six hours: longer is a broken clock, not a slow
 MAX_COMMENT_CHARS = 2000
 MAX_CLIENT_KEYS = 20
 MAX_ID_SHOWN = 40
+MAX_DEPTH = 16  # a submission is 3 levels deep; deeper JSON is refused before it is read
+MAX_CLIENT_INT = 2**53  # beyond this a JSON number is not exact in a browser
 
 
 class SubmissionError(ValueError):
@@ -77,13 +79,43 @@ def decode_body(body: bytes) -> Any:
     if not body:
         raise SubmissionError("body", "empty; send the responses as JSON", status=400)
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise SubmissionError("body", "not UTF-8 text", status=400) from None
     except RecursionError:
         raise SubmissionError("body", "JSON nested too deeply", status=400) from None
     except ValueError as exc:
-        raise SubmissionError("body", f"not valid JSON ({exc})", status=400) from None
+        # includes integers longer than Python's 4300-digit conversion limit
+        raise SubmissionError("body", f"not valid JSON ({shown(str(exc))})", status=400) from None
+    _check_tree(data)
+    return data
+
+
+def _check_tree(data: Any) -> None:
+    """Refuse what JSON allows but no store can keep: nesting deeper than MAX_DEPTH, and
+    strings (keys included) with lone surrogates ("\\ud800"), which are not Unicode text
+    and which SQLite cannot encode. Walks without recursion."""
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SubmissionError("body", f"JSON nested deeper than {MAX_DEPTH} levels", status=400)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SubmissionError("body", "a string holds a lone surrogate (not Unicode text)",
+                              status=400) from None
 
 
 def _is_int(value: Any) -> bool:
@@ -126,7 +158,8 @@ def parse_submission(data: Any, trials: list[Trial]) -> Submission:
         rt = item.get("rt_ms")
         if not (_is_int(rt) or isinstance(rt, float)):
             raise SubmissionError(f"{where}.rt_ms", "missing or not a number")
-        if not math.isfinite(rt) or rt < 0 or rt > MAX_RT_MS:
+        # an integer is compared before any float conversion (10**400 overflows a float)
+        if (_is_int(rt) and not 0 <= rt <= MAX_RT_MS) or not math.isfinite(rt) or not 0 <= rt <= MAX_RT_MS:
             raise SubmissionError(f"{where}.rt_ms", f"{shown(rt)} is not a time in 0..{MAX_RT_MS:.0f} ms")
         responses.append(Response(trial_id, choice, float(rt)))
     missing = [t.trial_id for t in trials if t.trial_id not in seen]
@@ -147,7 +180,8 @@ def parse_submission(data: Any, trials: list[Trial]) -> Submission:
     if not isinstance(client, dict) or len(client) > MAX_CLIENT_KEYS:
         raise SubmissionError("client", f"must be an object of at most {MAX_CLIENT_KEYS} entries")
     for key, value in client.items():
-        ok = value is None or isinstance(value, bool | str) or _is_int(value) or (
+        ok = value is None or isinstance(value, bool | str) or (
+            _is_int(value) and abs(value) <= MAX_CLIENT_INT) or (
             isinstance(value, float) and math.isfinite(value))
         if len(key) > 40 or not ok or (isinstance(value, str) and len(value) > 300):
             raise SubmissionError(f"client.{shown(key)}", "must be a short string, number or boolean")

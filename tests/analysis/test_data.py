@@ -81,12 +81,15 @@ def test_no_main_rows(small_sim):
         prepare(table, ["architecture", "training"])
 
 
-def test_nan_reaction_times(small_sim):
-    rt = small_sim.table.column("rt_ms").to_numpy().copy()
-    rt[[5, 9]] = np.nan
-    table = _set(small_sim.table, "rt_ms", rt)
-    with pytest.raises(AnalysisDataError, match=r"'rt_ms' has 2 missing \(NaN\).*r0000005, r0000009"):
-        prepare(table, ["architecture", "training"])
+def test_unknown_reaction_times_are_allowed_broken_ones_are_not(small_sim):
+    # an MTurk archive without rt_<trial> columns gives null RTs: the model does not use RTs
+    rt = small_sim.table.column("rt_ms").to_pylist()
+    rt[5] = rt[9] = None
+    assert prepare(_set(small_sim.table, "rt_ms", rt), ["architecture", "training"]).n > 0
+    broken = small_sim.table.column("rt_ms").to_numpy().copy()
+    broken[5], broken[9] = np.inf, -3.0
+    with pytest.raises(AnalysisDataError, match=r"'rt_ms' has 2 infinite or negative.*r0000005, r0000009"):
+        prepare(_set(small_sim.table, "rt_ms", broken), ["architecture", "training"])
 
 
 def test_bad_chance_and_task(small_sim):

@@ -40,13 +40,28 @@ def test_demo_plan_is_printed():
     for expected in [
         "IRIs              192 = models × targets × seeds × losses",
         "57,600 image-steps",
-        "16 trials = 12 main + 2 catch + 2 repeats",
-        "HITs              16",
+        "20 trials = 10 main + 8 catch + 2 repeats",
+        "HITs              20",
         "participants      320",
         "total             320.00 USD",
         "will be trained by `hitkit generate`",
     ]:
         assert expected in out
+
+
+def test_validate_says_how_often_a_guesser_passes(tmp_path: Path):
+    out = run("validate", "--config-only", str(EXAMPLES / "demo.toml")).output
+    assert "a participant answering at random passes 3.5% of the time" in out
+    assert "warning" not in out
+    # the old demo rules (2 catch trials, 2 of 3 right) let a quarter of guessers through
+    text = (EXAMPLES / "demo.toml").read_text()
+    text = text.replace("catch_per_hit = 8", "catch_per_hit = 2").replace(
+        "min_catch_accuracy = 0.8", "min_catch_accuracy = 0.67")
+    (tmp_path / "study.toml").write_text(text)
+    result = run("validate", "--config-only", str(tmp_path / "study.toml"))
+    assert result.exit_code == 0, result.output
+    assert "passes 25.0% of the time" in result.output
+    assert "warning: above 5%: raise [survey].catch_per_hit" in result.output
 
 
 def test_paper_example_matches_the_aaai_design():

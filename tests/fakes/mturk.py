@@ -30,8 +30,12 @@ ListWorkersWithQualificationType. Any other operation answers 400
 Semantics modelled (model docs and shared/research/crowd.md §1):
 - CreateHITType is idempotent: identical properties return the same HITTypeId.
 - UniqueRequestToken on CreateHITWithHITType, CreateAdditionalAssignmentsForHIT
-  and SendBonus: reuse within 24 h is refused (HitAlreadyExists for HITs);
+  and SendBonus: reuse within 24 h is refused (HitAlreadyExists for HITs; for
+  SendBonus a RequestError whose message carries the request ID, as the model
+  documents, with a TurkErrorCode the model does not name: `duplicate_turk_code`);
   after 24 h a reused token is forgotten and may duplicate, as documented.
+- ListBonusPayments may lag: `bonus_listing_lag` seconds of the fake's clock pass
+  before a granted bonus is listed.
 - HIT status from its assignments and expiry (Assignable, Unassignable,
   Reviewable, Disposed); DeleteHIT only when Reviewable with every submitted
   assignment reviewed; disposal after 120 days; disposed HITs leave ListHITs.
@@ -373,6 +377,10 @@ class FakeMTurk(FakeServer):
         self._hit_tokens: dict[str, _Token] = {}
         self._extra_tokens: dict[str, _Token] = {}
         self._bonus_tokens: dict[str, _Token] = {}
+        #: seconds (of the fake's clock) before a paid bonus appears in ListBonusPayments
+        self.bonus_listing_lag = 0.0
+        #: the TurkErrorCode of a duplicate-token refusal: undocumented, so tests vary it
+        self.duplicate_turk_code = "AWS.MechanicalTurk.DuplicateRequest"
 
     # -- time and ids -----------------------------------------------------------
     def now(self) -> datetime:
@@ -909,9 +917,12 @@ class FakeMTurk(FakeServer):
         token = params.get("UniqueRequestToken")
         previous = self._live_token(self._bonus_tokens, token)
         if previous is not None:
+            # botocore's model promises only "an error with a message containing the request
+            # ID" (RequestError, no documented TurkErrorCode): the wording here is deliberately
+            # not one a client could match on
             raise MTurkError(
-                f"A bonus with this UniqueRequestToken was already sent in request {previous.request_id}.",
-                "AWS.MechanicalTurk.DuplicateRequest",
+                f"This request was processed already (request {previous.request_id}).",
+                self.duplicate_turk_code,
             )
         a = self._assignment(params["AssignmentId"])
         if a.worker_id != params["WorkerId"]:
@@ -951,6 +962,10 @@ class FakeMTurk(FakeServer):
         else:
             self._assignment(assignment_id)
             chosen = [b for b in self.bonuses if b.assignment_id == assignment_id]
+        # a lagging listing: a bonus shows only `bonus_listing_lag` seconds (fake clock) after
+        # it was granted (the API promises no read-after-write consistency)
+        visible = self.now() - timedelta(seconds=self.bonus_listing_lag)
+        chosen = [b for b in chosen if b.grant_time <= visible]
         chunk, token = self._page(chosen, params, f"ListBonusPayments|{hit_id}|{assignment_id}")
         return {
             "BonusPayments": [

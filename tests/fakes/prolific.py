@@ -1,7 +1,29 @@
 """A fake Prolific API (https://api.prolific.com/api/v1) for httpx clients.
 
-Built from Prolific's public API reference and guides, read on 2026-11-23
-(docs.prolific.com and its beta-docs mirror of the OpenAPI pages):
+Checked against Prolific's published OpenAPI document (a trimmed copy with its
+source and date is in tests/fakes/prolific_openapi/): every request the fake
+handles and every answer it gives is validated against it, and a mismatch is
+an internal error of the fake (the test fails). Where this header and the
+document differ, the document wins; the differences found when the document
+was adopted (2026-12-01) are listed in docs/platforms.md. Behaviours the
+document states in prose and the fake reproduces: paying a bulk bonus answers
+202 and pays "in the following minutes" (`bonus_lag_requests`), not
+idempotent; listings that lag behind changes (`listing_lag_requests`); a
+submission that shows PROCESSING for a while after an approval
+(`approve_processing_requests`; not in the document's enum); Retry-After as
+an HTTP date (`retry_after_http_date`); limit/offset paging with
+`_links.next` on study submissions (what Prolific's CLI sends), and a server
+that ignores paging but keeps answering `next` (`ignore_paging`); STOP makes
+a study COMPLETED; `GET /users/me/` is only {id, email}: the workspace comes
+from `GET /workspaces/` (`workspaces`: how many the account has) and the
+currency from `GET /workspaces/{id}/balance/`; filter IDs are those
+`GET /filters/` lists (`previous_studies_blocklist`,
+`participant_group_blocklist`, ...; `custom_blocklist` is refused); test
+studies (`POST /studies/{id}/test-study`) need a test participant and
+`test_studies_enabled`. Lag and processing windows are counted in API
+requests, not seconds, so tests stay deterministic.
+
+Earlier notes, from Prolific's API reference pages read on 2026-11-23:
 
 - Authentication: `Authorization: Token <token>` on every call
   (every API reference page, "Authentication"). Wrong or missing -> 401.
@@ -53,9 +75,11 @@ Built from Prolific's public API reference and guides, read on 2026-11-23
   participant_ids), GET /participant-groups/{id}/, GET|POST|DELETE
   /participant-groups/{id}/participants/ (adding a member twice is ignored).
   Study filters `participant_group_allowlist` / `participant_group_blocklist`
-  (selected_values: group ids) and `custom_allowlist` / `custom_blocklist`
-  (selected_values: participant ids) are enforced when a simulated
-  participant starts; other filters are stored, not evaluated.
+  (selected_values: group ids) and `previous_studies_blocklist`
+  (selected_values: study ids) are enforced when a simulated participant
+  starts; `custom_allowlist` only on test studies the fake creates (no
+  Prolific source documents it); other listed filters are stored, not
+  evaluated, and an ID GET /filters/ does not list is refused.
 - Errors: JSON `{"error": {"status", "title", "detail"}}`; 404 for unknown
   ids, 400 for invalid bodies or transitions, 429 with Retry-After when
   throttled (fault injection).
@@ -82,9 +106,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from email.utils import formatdate
 from functools import partial
 from urllib.parse import urlencode
 
+from tests.fakes import prolific_openapi
 from tests.fakes.faults import FaultKind
 from tests.fakes.httpserver import FakeServer, Request, Response
 
@@ -111,6 +137,17 @@ PROLIFIC_ID_OPTIONS = frozenset({"question", "url_parameters", "not_required"})
 # Submissions that hold a place in the study.
 HOLDING = frozenset({"RESERVED", "ACTIVE", "AWAITING REVIEW", "APPROVED", "PARTIALLY APPROVED"})
 MIN_REJECTION_MESSAGE = 100
+MAX_BULK_APPROVE = 1000
+# The filter IDs GET /filters/ lists (a selection: the ones the fake models or tests use).
+FILTERS = {
+    "previous_studies_blocklist": "Exclude participants from previous studies",
+    "previous_studies_allowlist": "Include participants from previous studies",
+    "participant_group_allowlist": "Custom group allowlist",
+    "participant_group_blocklist": "Custom group blocklist",
+    "age": "Age",
+    "handedness": "Handedness",
+    "current-country-of-residence": "Current Country of Residence",
+}
 
 
 class ProlificError(Exception):
@@ -135,7 +172,7 @@ def _iso(when: datetime | None) -> str | None:
 class Study:
     id: str
     fields: dict  # what the client sent (and PATCHed), echoed back
-    status: str  # UNPUBLISHED | ACTIVE | PAUSED | STOPPED (derived further in study_status)
+    status: str  # UNPUBLISHED | ACTIVE | PAUSED | COMPLETED (derived further in study_status)
     created: datetime
     published_at: datetime | None = None
 
@@ -152,6 +189,9 @@ class Submission:
     rejection_category: str | None = None
     message: str | None = None
     bonus_payments: list[int] = field(default_factory=list)
+    # (request tick, status) for every change: listings show the state of `lag` requests ago
+    history: list[tuple[int, str]] = field(default_factory=list)
+    processing_until: int = -1  # GET shows PROCESSING until this tick after an approval
 
 
 @dataclass
@@ -162,6 +202,7 @@ class BulkBonus:
     fees: int
     created: datetime
     pay_count: int = 0
+    due: list[int] = field(default_factory=list)  # ticks at which accepted pay calls settle
 
     @property
     def amount(self) -> int:
@@ -209,17 +250,35 @@ class FakeProlific(FakeServer):
         fee_rate: str = "0.3333",
         retry_after_seconds: int = 0,
         min_hourly_reward: int | None = None,
+        workspaces: int = 1,
+        bonus_lag_requests: int = 0,
+        listing_lag_requests: int = 0,
+        approve_processing_requests: int = 0,
+        retry_after_http_date: bool = False,
+        ignore_paging: bool = False,
+        test_studies_enabled: bool = False,
     ) -> None:
         super().__init__()
         self.token = token
         self.currency = currency
         self.fee_rate = Decimal(fee_rate)
         self.retry_after_seconds = retry_after_seconds
+        self.retry_after_http_date = retry_after_http_date
+        self.bonus_lag_requests = bonus_lag_requests
+        self.listing_lag_requests = listing_lag_requests
+        self.approve_processing_requests = approve_processing_requests
+        self.ignore_paging = ignore_paging
+        self.test_studies_enabled = test_studies_enabled
+        self.tick = 0  # API requests handled so far: the fake's clock for lags
+        self.filters = dict(FILTERS)  # what GET /filters/ lists (a test may remove one)
+        self.test_participants: list[str] = []
+        self.spec_problems: list[str] = []
         #: cents per hour; when set, a draft paying less per estimated hour is refused.
         self.min_hourly_reward = min_hourly_reward
         self._ids = random.Random(f"prolific-ids|{seed}")
         self.researcher_id = self._new_id()
-        self.workspace_id = self._new_id()
+        self.workspace_ids = [self._new_id() for _ in range(workspaces)]
+        self.workspace_id = self.workspace_ids[0] if self.workspace_ids else None
         self.studies: dict[str, Study] = {}
         self.submissions: dict[str, Submission] = {}
         self.bulk_bonuses: dict[str, BulkBonus] = {}
@@ -236,6 +295,11 @@ class FakeProlific(FakeServer):
     # -- routing ---------------------------------------------------------------------
     ROUTES: list[tuple[str, str, str]] = [
         ("GET", r"users/me", "get_user"),
+        ("GET", r"workspaces", "list_workspaces"),
+        ("GET", r"workspaces/(?P<id>[^/]+)/balance", "get_workspace_balance"),
+        ("GET", r"filters", "list_filters"),
+        ("POST", r"researchers/participants", "create_test_participant"),
+        ("POST", r"studies/(?P<id>[^/]+)/test-study", "create_test_study"),
         ("GET", r"studies", "list_studies"),
         ("POST", r"studies", "create_study"),
         ("GET", r"studies/(?P<id>[^/]+)", "get_study"),
@@ -272,7 +336,11 @@ class FakeProlific(FakeServer):
             response = self._error(
                 ProlificError(429, "Too Many Requests", "Request was throttled.")
             )
-            response.headers["Retry-After"] = str(self.retry_after_seconds)
+            if self.retry_after_http_date:  # RFC 9110 allows a date as well as seconds
+                when = datetime.now(UTC).timestamp() + self.retry_after_seconds
+                response.headers["Retry-After"] = formatdate(when, usegmt=True)
+            else:
+                response.headers["Retry-After"] = str(self.retry_after_seconds)
             return response
         if kind is FaultKind.HTTP_503:
             return self._error(ProlificError(503, "Service Unavailable", "Try again later."))
@@ -292,13 +360,67 @@ class FakeProlific(FakeServer):
             body = request.json() if request.body else None
         except ValueError:
             return self._error(ProlificError(400, "Bad request", "The body is not JSON."))
+        self.tick += 1
+        self._settle_bonuses()
+        query = {k: v[-1] for k, v in request.query.items()}
+        problems = prolific_openapi.check_request(request.method, request.path, query, body)
+        # an undocumented query parameter would be ignored by Prolific: the fake cannot model
+        # what the client meant, so it is an internal error; a body outside the document is
+        # refused (400), as Prolific's validation would, and remembered in spec_problems
+        self._spec([p for p in problems if "query parameter" in p])
+        refused = [p for p in problems if "query parameter" not in p]
+        if refused:
+            self.spec_problems += refused
+            # detail keyed by the field, as Prolific's validation errors are
+            fields = {p.split(": ")[1].split("/")[0]: p.split(": ", 2)[-1] for p in refused}
+            return self._error(ProlificError(400, "Bad request", fields))
         try:
             status, payload = getattr(self, f"_op_{name}")(request, body, **path_params)
         except ProlificError as error:
             return self._error(error)
+        self._spec(prolific_openapi.check_response(request.method, request.path, status, payload))
         if status == 204:
             return Response(204)
         return Response.json(status, payload)
+
+    def _spec(self, problems: list[str]) -> None:
+        """A request or answer outside Prolific's document: the test that caused it fails."""
+        self.spec_problems += problems
+        self.internal_errors += [f"outside Prolific's OpenAPI document: {p}" for p in problems]
+
+    def _settle_bonuses(self) -> None:
+        """Accepted pay calls whose time has come pay every line (once per call)."""
+        for bonus in self.bulk_bonuses.values():
+            while bonus.due and bonus.due[0] <= self.tick:
+                bonus.due.pop(0)
+                for s, cents in bonus.lines:
+                    s.bonus_payments.append(cents)
+                    self.payments.append(Payment("bonus", s.study_id, s.id, s.participant_id,
+                                                 cents, bonus.id, _now()))
+
+    def settle_bonuses(self) -> None:
+        """Test-side: every accepted bonus payment is made now (Prolific's 'following minutes')."""
+        with self.lock:
+            for bonus in self.bulk_bonuses.values():
+                bonus.due = [0] * len(bonus.due)
+            self._settle_bonuses()
+
+    def pending_bonus_payments(self) -> int:
+        with self.lock:
+            return sum(len(b.due) for b in self.bulk_bonuses.values())
+
+    def _set(self, s: Submission, status: str) -> None:
+        s.status = status
+        s.history.append((self.tick, status))
+
+    def _listed(self, s: Submission) -> str | None:
+        """The status a listing shows: the one of `listing_lag_requests` requests ago."""
+        seen = self.tick - self.listing_lag_requests
+        shown = [status for tick, status in s.history if tick <= seen]
+        status = shown[-1] if shown else None
+        if status == "APPROVED" and self.tick < s.processing_until:
+            return "PROCESSING"
+        return status
 
     # -- helpers ------------------------------------------------------------------------
     def _study(self, study_id: str) -> Study:
@@ -339,28 +461,31 @@ class FakeProlific(FakeServer):
         return "COMPLETED"
 
     def _study_out(self, study: Study) -> dict:
+        # the document's Study has no counts, cost, currency or dates: those are StudyShort's
+        return {**study.fields, "id": study.id, "status": self.study_status(study)}
+
+    def _study_short(self, study: Study) -> dict:
         reward = study.fields["reward"]
-        places = study.fields["total_available_places"]
-        subtotal = reward * places
+        subtotal = reward * study.fields["total_available_places"]
         return {
-            **study.fields,
             "id": study.id,
+            "name": study.fields["name"],
+            "internal_name": study.fields.get("internal_name"),
             "status": self.study_status(study),
+            "total_available_places": study.fields["total_available_places"],
             "places_taken": self.places_taken(study),
             "number_of_submissions": len(self._of_study(study.id)),
+            "reward": reward,
             "total_cost": subtotal + self._fee(subtotal),
-            "currency_code": self.currency,
-            "date_created": _iso(study.created),
             "published_at": _iso(study.published_at),
-            "researcher": {"id": self.researcher_id},
+            "date_created": _iso(study.created),
         }
 
-    @staticmethod
-    def _short(s: Submission) -> dict:
+    def _short(self, s: Submission) -> dict:
         return {
             "id": s.id,
             "participant_id": s.participant_id,
-            "status": s.status,
+            "status": self._listed(s),
             "started_at": _iso(s.started_at),
             "completed_at": _iso(s.completed_at),
             "has_siblings": False,
@@ -368,19 +493,25 @@ class FakeProlific(FakeServer):
             "return_requested": None,
         }
 
-    @staticmethod
-    def _full(s: Submission) -> dict:
+    def _full(self, s: Submission) -> dict:
+        processing = s.status == "APPROVED" and self.tick < s.processing_until
         return {
             "id": s.id,
             "study_id": s.study_id,
             "participant": s.participant_id,
-            "status": s.status,
+            "status": "PROCESSING" if processing else s.status,
             "started_at": _iso(s.started_at),
             "completed_at": _iso(s.completed_at),
             "entered_code": s.entered_code,
             "bonus_payments": list(s.bonus_payments),
             "return_requested": None,
         }
+
+    def _submission_out(self, s: Submission) -> dict:
+        """The `Submission` schema (transition answers): no bonus_payments there."""
+        full = self._full(s)
+        return {k: full[k] for k in ("id", "study_id", "participant", "status", "started_at",
+                                     "completed_at", "entered_code")}
 
     def _fee(self, cents: int) -> int:
         return int((Decimal(cents) * self.fee_rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -416,7 +547,8 @@ class FakeProlific(FakeServer):
         }
 
     def _approve(self, s: Submission) -> None:
-        s.status = "APPROVED"
+        self._set(s, "APPROVED")
+        s.processing_until = self.tick + self.approve_processing_requests
         reward = self.studies[s.study_id].fields["reward"]
         self.payments.append(
             Payment("reward", s.study_id, s.id, s.participant_id, reward, None, _now())
@@ -487,6 +619,15 @@ class FakeProlific(FakeServer):
                 errors["filters"] = (
                     "Each filter needs filter_id and selected_values or selected_range."
                 )
+            else:
+                unknown = [f["filter_id"] for f in filters if f["filter_id"] not in self.filters
+                           and f["filter_id"] != "custom_allowlist"]  # set by test studies
+                missing = [v for f in filters if f["filter_id"].startswith("previous_studies_")
+                           for v in f.get("selected_values") or [] if v not in self.studies]
+                if unknown:
+                    errors["filters"] = f"Unknown filter_id {unknown} (see GET /filters/)."
+                elif missing:
+                    errors["filters"] = f"Unknown studies {missing} in a previous_studies filter."
         if (
             self.min_hourly_reward is not None
             and isinstance(fields.get("reward"), int)
@@ -526,17 +667,56 @@ class FakeProlific(FakeServer):
 
     # -- operations ---------------------------------------------------------------------
     def _op_get_user(self, request, body):
+        # the document's User: id and email, nothing about workspaces or currency
+        return 200, {"id": self.researcher_id, "email": "researcher@example.org"}
+
+    def _op_list_workspaces(self, request, body):
         return 200, {
-            "id": self.researcher_id,
-            "name": "Fake Researcher",
-            "email": "researcher@example.org",
-            "currency_code": self.currency,
-            "current_project_id": None,
-            "workspace_id": self.workspace_id,
+            "results": [
+                {"id": w, "title": f"Workspace {i + 1}", "owner": self.researcher_id,
+                 "description": None}
+                for i, w in enumerate(self.workspace_ids)
+            ]
         }
 
+    def _op_get_workspace_balance(self, request, body, id):
+        if id not in self.workspace_ids:
+            raise ProlificError(404, "Not found", f"Workspace {id} does not exist.")
+        return 200, {"currency_code": self.currency, "total_balance": 100000,
+                     "available_balance": 100000}
+
+    def _op_list_filters(self, request, body):
+        return 200, {
+            "results": [{"filter_id": fid, "title": title, "type": "select"}
+                        for fid, title in self.filters.items()]
+        }
+
+    def _op_create_test_participant(self, request, body):
+        if not self.test_studies_enabled:
+            raise ProlificError(403, "Forbidden", "Test participants are not enabled for you.")
+        pid = self._new_id()
+        self.test_participants.append(pid)
+        return 201, {"participant_id": pid}
+
+    def _op_create_test_study(self, request, body, id):
+        study = self._study(id)
+        if not self.test_studies_enabled:
+            raise ProlificError(403, "Forbidden", "Test studies are not enabled for this workspace.")
+        if not self.test_participants:
+            raise ProlificError(400, "Bad request", "Create a test participant first.")
+        if study.status != "UNPUBLISHED":
+            raise ProlificError(400, "Bad request", "Only a draft study can be tested.")
+        test = Study(self._new_id(), {**study.fields, "internal_name": "TEST " + str(
+            study.fields.get("internal_name"))}, "ACTIVE", _now(), _now())
+        test.fields["filters"] = [{"filter_id": "custom_allowlist",
+                                   "selected_values": list(self.test_participants)}]
+        self.studies[test.id] = test
+        return 200, {"study_id": test.id,
+                     "study_url": f"https://app.prolific.com/studies/{test.id}"}
+
     def _op_list_studies(self, request, body):
-        return 200, self._paginate(request, [self._study_out(s) for s in self.studies.values()])
+        # the document's StudiesListResponse: StudyShort items, no paging parameters
+        return 200, {"results": [self._study_short(s) for s in self.studies.values()]}
 
     def _op_create_study(self, request, body):
         if not isinstance(body, dict):
@@ -569,7 +749,10 @@ class FakeProlific(FakeServer):
                 )
         merged = {**study.fields, **body}
         self._check_study_fields(merged, partial=False)
+        grew = merged["total_available_places"] > study.fields["total_available_places"]
         study.fields = merged
+        if grew and study.status == "COMPLETED":
+            study.status = "ACTIVE"  # "A completed study will become active again"
         return 200, self._study_out(study)
 
     def _op_delete_study(self, request, body, id):
@@ -587,8 +770,8 @@ class FakeProlific(FakeServer):
             ("PUBLISH", "UNPUBLISHED"): "ACTIVE",
             ("PAUSE", "ACTIVE"): "PAUSED",
             ("START", "PAUSED"): "ACTIVE",
-            ("STOP", "ACTIVE"): "STOPPED",
-            ("STOP", "PAUSED"): "STOPPED",
+            ("STOP", "ACTIVE"): "COMPLETED",
+            ("STOP", "PAUSED"): "COMPLETED",
         }
         target = moves.get((action, status))
         if target is None:
@@ -602,7 +785,31 @@ class FakeProlific(FakeServer):
 
     def _op_list_study_submissions(self, request, body, id):
         self._study(id)
-        return 200, self._paginate(request, [self._short(s) for s in self._of_study(id)])
+        shown = [self._short(s) for s in self._of_study(id)]
+        return 200, self._limit_offset(request, [s for s in shown if s["status"] is not None])
+
+    def _limit_offset(self, request: Request, items: list) -> dict:
+        """limit/offset paging with _links.next (what Prolific's CLI sends; the document lists
+        no paging parameters for this endpoint). ignore_paging: the first page every time, and
+        a `next` link while there are more items than fit."""
+        try:
+            limit = int(request.param("limit", "20"))
+            offset = int(request.param("offset", "0"))
+        except ValueError as error:
+            raise ProlificError(400, "Bad request", "limit and offset must be integers") from error
+        if limit < 1 or offset < 0:
+            raise ProlificError(400, "Bad request", "limit must be positive, offset not negative")
+        if self.ignore_paging:
+            offset = 0
+        chunk = items[offset : offset + limit]
+        query = {k: v[-1] for k, v in request.query.items()}
+        more = offset + limit < len(items) or (self.ignore_paging and len(items) > limit)
+        nxt = None
+        if more:
+            query.update(limit=str(limit), offset=str(offset + limit))
+            nxt = f"{self.url}{request.path}?{urlencode(query)}"
+        return {"results": chunk, "_links": {"next": {"href": nxt}},
+                "meta": {"count": len(items)}}
 
     def _op_list_submissions(self, request, body):
         study_id = request.param("study")
@@ -613,8 +820,9 @@ class FakeProlific(FakeServer):
         status = request.param("status")
         if status:
             wanted = status.upper().replace("_", " ")
-            chosen = [s for s in chosen if s.status == wanted]
-        return 200, self._paginate(request, [self._short(s) for s in chosen])
+            chosen = [s for s in chosen if self._listed(s) == wanted]
+        shown = [self._short(s) for s in chosen]
+        return 200, self._paginate(request, [s for s in shown if s["status"] is not None])
 
     def _op_get_submission(self, request, body, id):
         return 200, self._full(self._submission(id))
@@ -637,7 +845,7 @@ class FakeProlific(FakeServer):
             if errors:
                 raise ProlificError(400, "Bad request", errors)
         if s.status == targets[action]:
-            return 200, self._full(s)  # documented as idempotent: the repeat is ignored
+            return 200, self._submission_out(s)  # documented as idempotent: repeat ignored
         if s.status != "AWAITING REVIEW":
             raise ProlificError(
                 400, "Bad request", f"Cannot {action} a submission whose status is {s.status}."
@@ -645,10 +853,10 @@ class FakeProlific(FakeServer):
         if action == "APPROVE":
             self._approve(s)
         else:
-            s.status = "REJECTED"
+            self._set(s, "REJECTED")
             s.rejection_category = body["rejection_category"]
             s.message = body["message"]
-        return 200, self._full(s)
+        return 200, self._submission_out(s)
 
     def _op_bulk_approve(self, request, body):
         body = body or {}
@@ -656,6 +864,8 @@ class FakeProlific(FakeServer):
             ids = body["submission_ids"]
             if not isinstance(ids, list):
                 raise ProlificError(400, "Bad request", {"submission_ids": "A list is required."})
+            if len(ids) > MAX_BULK_APPROVE:  # the documented recommendation, enforced here
+                raise ProlificError(400, "Bad request", {"submission_ids": "At most 1000."})
             missing = [i for i in ids if i not in self.submissions]
             chosen = [self.submissions[i] for i in ids if i in self.submissions]
         elif "study_id" in body and "participant_ids" in body:
@@ -713,21 +923,18 @@ class FakeProlific(FakeServer):
             "fees": bonus.fees,
             "vat": 0,
             "total_amount": bonus.amount + bonus.fees,
-            "created_at": _iso(bonus.created),
         }
 
     def _op_pay_bonus_payments(self, request, body, id):
         bonus = self.bulk_bonuses.get(id)
         if bonus is None:
             raise ProlificError(404, "Not found", f"Bulk bonus payment {id} does not exist.")
-        # Not idempotent, as documented: every call pays every line again.
+        # Not idempotent, as documented: every call pays every line again, asynchronously
+        # ("in the following minutes"): the money moves bonus_lag_requests requests later.
         bonus.pay_count += 1
-        for s, cents in bonus.lines:
-            s.bonus_payments.append(cents)
-            self.payments.append(
-                Payment("bonus", s.study_id, s.id, s.participant_id, cents, bonus.id, _now())
-            )
-        return 202, {}
+        bonus.due.append(self.tick + self.bonus_lag_requests)
+        self._settle_bonuses()
+        return 202, "The bonus payments are being processed."
 
     def _group_out(self, group: ParticipantGroup) -> dict:
         return {
@@ -738,7 +945,6 @@ class FakeProlific(FakeServer):
             "description": group.description,
             "participant_count": len(group.members),
             "is_deleted": False,
-            "feeder_studies": [],
         }
 
     def _members_out(self, group: ParticipantGroup) -> dict:
@@ -750,7 +956,8 @@ class FakeProlific(FakeServer):
         }
 
     def _op_list_participant_groups(self, request, body):
-        workspace = request.param("filter[workspace_id]") or request.param("workspace_id")
+        # the document's `filter` object parameter, form style: ?workspace_id=...
+        workspace = request.param("workspace_id")
         groups = [
             self._group_out(g)
             for g in self.participant_groups.values()
@@ -803,8 +1010,11 @@ class FakeProlific(FakeServer):
             fid = f.get("filter_id")
             if fid == "custom_allowlist" and participant_id not in values:
                 return "not on the custom allowlist"
-            if fid == "custom_blocklist" and participant_id in values:
-                return "on the custom blocklist"
+            if fid == "previous_studies_blocklist" and any(
+                s.participant_id == participant_id and s.study_id in values
+                for s in self.submissions.values()
+            ):
+                return "a participant of a blocked previous study"
             if fid == "participant_group_allowlist" and not any(
                 participant_id in self._group(g).members for g in values
             ):
@@ -835,6 +1045,7 @@ class FakeProlific(FakeServer):
             if reason:
                 raise ParticipantRefused(f"participant {participant_id} is {reason}")
             s = Submission(self._new_id(), study_id, participant_id, "ACTIVE", _now())
+            s.history.append((self.tick, "ACTIVE"))
             self.submissions[s.id] = s
             url = study.fields["external_study_url"]
             for placeholder, value in zip(
@@ -863,10 +1074,10 @@ class FakeProlific(FakeServer):
             codes = {c["code"]: c for c in self.studies[study_id].fields["completion_codes"]}
             code = codes.get(completion_code)
             if code is None:
-                s.status = "AWAITING REVIEW"  # an unknown code waits for the researcher
+                self._set(s, "AWAITING REVIEW")  # an unknown code waits for the researcher
                 return s.id
-            s.status = (
-                "SCREENED OUT" if code["code_type"] == "FIXED_SCREENOUT" else "AWAITING REVIEW"
+            self._set(
+                s, "SCREENED OUT" if code["code_type"] == "FIXED_SCREENOUT" else "AWAITING REVIEW"
             )
             for action in code.get("actions", []):
                 name = action["action"]
@@ -886,7 +1097,15 @@ class FakeProlific(FakeServer):
             s = self.submissions[submission_id]
             if s.status != "ACTIVE":
                 raise ParticipantRefused(f"submission {submission_id} is {s.status}")
-            s.status = "RETURNED"
+            self._set(s, "RETURNED")
+
+    def participant_times_out(self, submission_id: str) -> None:
+        """A participant runs past maximum_allowed_time; the place frees up."""
+        with self.lock:
+            s = self.submissions[submission_id]
+            if s.status != "ACTIVE":
+                raise ParticipantRefused(f"submission {submission_id} is {s.status}")
+            self._set(s, "TIMED-OUT")
 
     def double_payments(self) -> dict[tuple[str, str, str | None], list[int]]:
         """Payments made more than once for one (kind, submission, bulk bonus)."""

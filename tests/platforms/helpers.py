@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import tomli_w
 
+from hitkit.platforms import admission
 from hitkit.study.config import Study, load_study
 from hitkit.study.manifest import MANIFEST
 from hitkit.study.tables import read_table
@@ -23,15 +24,17 @@ LONG_MESSAGE = ("Thank you for taking part. Unfortunately most of the attention-
                 "where the answer is shown plainly, were answered wrongly, so we cannot accept it.")
 
 
-def platform_study(root: Path, platform: dict, places: int = 1, **options) -> Study:
-    """A tiny 2AFC study with its design stored in the ledger and [platform] set."""
+def platform_study(root: Path, platform: dict, places: int = 1, size: int = 8,
+                   **options) -> Study:
+    """A tiny 2AFC study (images of `size` px) with its design stored in the ledger and
+    [platform] set."""
     options.setdefault("models", 2)
     options.setdefault("losses", 1)
     options.setdefault("targets", 6)
     options.setdefault("trials_per_hit", 6)
     options.setdefault("catch_per_hit", 1)
     options.setdefault("responses_per_iri", places)
-    study = make_study(root, size=8, **options)
+    study = make_study(root, size=size, **options)
     data = tomllib.loads((root / "study.toml").read_text())
     data["platform"] = platform
     data["survey"]["reward"] = 1.5
@@ -66,6 +69,8 @@ def prolific_participant(fake, ledger: Ledger, study_id: str, pid: str, code: st
     q = {k: v[0] for k, v in parse_qs(urlsplit(session.url).query).items()}
     arrival = Arrival("prolific", f"prolific:{q['PROLIFIC_PID']}",
                       platform_assignment_id=q["STUDY_ID"], platform_session_id=q["SESSION_ID"])
+    # admitted as the web app admits it: the published study behind STUDY_ID
+    arrival = admission(ledger)["prolific"](arrival) or arrival
     assignment = start_assignment(ledger, arrival, hold_minutes=60)
     trials = hit_trials(ledger, assignment.hit_id)
     submit(ledger, assignment.assignment_id, parse_submission(answers(trials, correct), trials))

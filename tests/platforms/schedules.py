@@ -10,6 +10,13 @@ platform's state as the request left it. After a crash (or a command that
 gave up) the driver starts over with a fresh ledger connection and client,
 as an operator re-running the commands would. A failing schedule replays
 from its seed.
+
+Modes (what the platform does besides faults): ``plain``; ``lag``: the platform's
+listings lag behind its writes (a paid bonus is listed only later), and the
+driver lets the platform's clock run on between runs that stopped on an
+unresolved payment; ``late``: every such stop is followed by a day's pause, so
+idempotency tokens (MTurk: 24 h) have expired when the operator re-runs; and
+``async`` (Prolific): payments settle some time after the call that made them.
 """
 
 from __future__ import annotations
@@ -51,12 +58,24 @@ class Tally:
     faults: Counter = field(default_factory=Counter)
     crashes: Counter = field(default_factory=Counter)
     restarts: int = 0
-    duplicates: int = 0
-    lost: int = 0
-    double_payments: int = 0
+    duplicates: int = 0  # extra platform objects (HITs, studies) for one hitkit object
+    lost: int = 0  # submissions done on the platform and missing from the ledger
+    double_payments: int = 0  # payments made more than once for one (assignment, reason)
+    modes: Counter = field(default_factory=Counter)  # schedules per mode (plain, lag, late, ...)
+    unresolved: int = 0  # runs that stopped on a payment the platform's record could not settle
+
+    def record(self, mode: str, duplicates: int, lost: int, double_payments: int) -> None:
+        """Count one schedule's outcome; called before its assertions, so a failing
+        schedule still shows in the tally."""
+        self.schedules += 1
+        self.modes[mode] += 1
+        self.duplicates += duplicates
+        self.lost += lost
+        self.double_payments += double_payments
 
     def line(self, name: str) -> str:
-        return (f"{name}: {self.schedules} schedules, faults {dict(sorted(self.faults.items()))}, "
+        return (f"{name}: {self.schedules} schedules {dict(sorted(self.modes.items()))}, "
+                f"faults {dict(sorted(self.faults.items()))}, "
                 f"crashes {dict(sorted(self.crashes.items()))}, restarts {self.restarts}, "
-                f"duplicates {self.duplicates}, lost {self.lost}, "
-                f"double payments {self.double_payments}")
+                f"unresolved stops {self.unresolved}, duplicates {self.duplicates}, "
+                f"lost {self.lost}, double payments {self.double_payments}")

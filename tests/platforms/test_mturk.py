@@ -129,7 +129,7 @@ def test_reward_and_question_checks():
     assert reward_string(50) == "0.50" and reward_string(to_minor_units("1.005")) == "1.01"
     with pytest.raises(PlatformError):
         reward_string(0)
-    with pytest.raises(PlatformError, match="65535"):
+    with pytest.raises(PlatformError, match="65,535"):
         html_question("<html><body>" + "x" * 70_000 + "</body></html>")
     with pytest.raises(PlatformError, match="CDATA"):
         html_question("<html>]]></html>")
@@ -158,6 +158,9 @@ def test_images_from_a_base_url_have_opaque_names(study, mturk_fake, tmp_path):
         written = export_images(study, ledger, tmp_path / "public")
         names = sorted(f.name for f in (tmp_path / "public").iterdir())
         assert written == len(names) > 0
+        # one file per slot: no URL, size or hash is shared by two slots
+        files = [f.read_bytes() for f in (tmp_path / "public").iterdir()]
+        assert len(set(files)) == len(files) and len({len(b) for b in files}) == 1
         for mturk_hit, hit in mturk_fake.hits.items():
             assert "https://img.example.org/s1/" in hit.question and "data:image" not in hit.question
             assert "target" not in hit.question and "seed" not in hit.question and "iri" not in hit.question
@@ -165,3 +168,192 @@ def test_images_from_a_base_url_have_opaque_names(study, mturk_fake, tmp_path):
             assert hitkit_hit_for(ledger, mturk_hit) == hit.annotation.rsplit("hit=", 1)[1]
         with pytest.raises(PlatformError, match="https"):
             platform(study, ledger, mturk_fake, image_base_url="http://img.example.org/")
+
+
+# ---------------------------------------------------------------- issue 13, observation 2
+
+def approved_one(study, ledger, fake) -> tuple[MTurkPlatform, str]:
+    p = platform(study, ledger, fake)
+    p.publish()
+    work(fake, ledger, sorted(fake.hits)[0], "AWORKERLOST01")
+    aid = p.collect().awaiting_review[0]
+    assert p.approve([aid]).done == [aid]
+    return p, aid
+
+
+@pytest.mark.parametrize("turk_code", ["AWS.MechanicalTurk.DuplicateRequest", ""])
+def test_lost_bonus_answer_lagging_listing_and_token_window_pay_once(study, mturk_fake, turk_code):
+    """Lost answer -> botocore's retry refused as a duplicate (RequestError, any wording) ->
+    ListBonusPayments lags -> `hitkit pay` after MTurk forgot the token: never a second 0.30."""
+    from datetime import timedelta
+
+    from tests.fakes.faults import FaultKind
+
+    fake = mturk_fake
+    fake.bonus_listing_lag = 3600.0
+    fake.duplicate_turk_code = turk_code
+    with Ledger.for_study(study.root) as ledger:
+        p, aid = approved_one(study, ledger, fake)
+        fake.faults.inject(FaultKind.DROP_AFTER_APPLY, operation="SendBonus")
+        first = p.bonus([Bonus(aid, 30, "accuracy bonus")])
+        assert len(fake.bonuses) == 1 and first.done == []
+        (pid, why), = first.failed.items()
+        assert why.startswith("unresolved:") and f"--settle {pid}=paid" in why
+        assert ledger.query_one("SELECT state FROM payments WHERE payment_id = ?", (pid,))[0] == "sent"
+        assert ledger.query_one("SELECT state FROM actions WHERE kind = 'send_bonus'")[0] == "sent"
+        # a day later: MTurk has forgotten the token and the listing still lags
+        fake.advance(25 * 3600)
+        fake.bonus_listing_lag = 30 * 3600.0
+        later = p.now() + timedelta(hours=25)
+        p.now = lambda: later
+        again = p.bonus([Bonus(aid, 30, "accuracy bonus")])
+        assert len(fake.bonuses) == 1, "paid twice"
+        assert "no longer protects a repeat" in again.failed[pid]
+        # the listing catches up: the next run settles it as paid without sending
+        fake.bonus_listing_lag = 0.0
+        sends = sum(r.operation == "SendBonus" for r in fake.requests)
+        settled = p.bonus([Bonus(aid, 30, "accuracy bonus")])
+        assert settled.done == [pid] and len(fake.bonuses) == 1
+        assert sum(r.operation == "SendBonus" for r in fake.requests) == sends
+        assert fake.bonuses[0].reason.startswith("accuracy bonus (ref ")
+
+
+def test_failed_bonus_is_reconciled_before_any_resend(study, mturk_fake):
+    """A ledger whose bonus action says `failed` (an old run read the duplicate refusal as a
+    failure) is not sent again when MTurk lists the payment."""
+    fake = mturk_fake
+    with Ledger.for_study(study.root) as ledger:
+        p, aid = approved_one(study, ledger, fake)
+        assert p.bonus([Bonus(aid, 30, "accuracy bonus")]).done
+        (pid,) = [r["payment_id"] for r in ledger.query("SELECT payment_id FROM payments"
+                                                        " WHERE kind = 'bonus'")]
+        with ledger.transaction() as con:  # what the old code left behind
+            con.execute("UPDATE payments SET state = 'planned' WHERE payment_id = ?", (pid,))
+            con.execute("UPDATE actions SET state = 'failed' WHERE kind = 'send_bonus'")
+        assert p.bonus([Bonus(aid, 30, "accuracy bonus")]).done == [pid]
+        assert len(fake.bonuses) == 1
+
+
+def test_unresolved_payment_settled_by_the_operator(study, mturk_fake):
+    from datetime import timedelta
+
+    from click.testing import CliRunner
+
+    from hitkit.cli.main import cli
+    from tests.fakes.faults import FaultKind
+
+    fake = mturk_fake
+    fake.bonus_listing_lag = 10 ** 9
+    with Ledger.for_study(study.root) as ledger:
+        p, aid = approved_one(study, ledger, fake)
+        fake.faults.inject(FaultKind.DROP_AFTER_APPLY, operation="SendBonus", times=3)
+        (pid, _), = p.bonus([Bonus(aid, 30, "accuracy bonus")]).failed.items()
+    out = CliRunner().invoke(cli, ["pay", "--study", str(study.root), "--settle", f"{pid}=paid"])
+    assert out.exit_code == 0 and "recorded as paid" in out.output, out.output
+    with Ledger.for_study(study.root) as ledger:
+        p = platform(study, ledger, fake)
+        later = p.now() + timedelta(hours=30)
+        p.now = lambda: later
+        assert p.bonus([Bonus(aid, 30, "accuracy bonus")]).already == [pid]
+        assert len(fake.bonuses) == 1
+
+
+# ---------------------------------------------------------------- issue 13, observation 8
+
+# the demo's HIT (hitkit/examples/demo.toml): 20 trials, 8 of them catch trials, 32-px images
+DEMO_SIZE = {"trials_per_hit": 20, "catch_per_hit": 8, "targets": 20}
+
+
+def test_demo_size_hit_is_refused_before_anything_is_sent(tmp_path, mturk_fake):
+    """20 trials of 32-px images inlined: far over 65,535 bytes, said before any call."""
+    study = platform_study(tmp_path / "demo", MTURK, places=1, size=32, **DEMO_SIZE)
+    with Ledger.for_study(study.root) as ledger:
+        p = platform(study, ledger, mturk_fake)
+        with pytest.raises(PlatformError) as caught:
+            p.publish()
+        text = str(caught.value)
+        assert "65,535" in text and "bytes" in text and "20 trials" in text
+        assert "hitkit export-images" in text and "--image-base-url" in text
+        size = int(text.split("Question is ")[1].split(" bytes")[0].replace(",", ""))
+        assert size > 2 * MAX_QUESTION_BYTES
+        assert [r.operation for r in mturk_fake.requests] == []  # nothing sent, not even a read
+        assert ledger.query("SELECT * FROM batches") == []
+
+
+def test_demo_size_hit_publishes_with_images_hosted_per_slot(tmp_path, mturk_fake):
+    from click.testing import CliRunner
+
+    from hitkit.cli.main import cli
+
+    study = platform_study(tmp_path / "demo", MTURK, places=1, size=32, **DEMO_SIZE)
+    out = CliRunner().invoke(cli, ["export-images", "--study", str(study.root),
+                                   "--to", str(tmp_path / "public")])
+    assert out.exit_code == 0, out.output
+    files = {f.name: f.read_bytes() for f in (tmp_path / "public").iterdir()}
+    base = "https://img.example.org/demo/"
+    with Ledger.for_study(study.root) as ledger:
+        p = platform(study, ledger, mturk_fake, image_base_url=base)
+        p.publish()
+        for hit in mturk_fake.hits.values():
+            assert len(hit.question.encode()) <= MAX_QUESTION_BYTES
+            urls = [u for u in hit.question.split('"') if u.startswith(base)]
+            trials = hit_trials(ledger, hit_of(mturk_fake, hit.id))
+            slots = sum(len(t.query) + len(t.options) for t in trials)
+            data_urls = {u for u in urls if u[len(base):] in files}
+            # every trial slot has its own URL, each one a file export-images wrote
+            assert len(data_urls) >= slots and all(u[len(base):] in files for u in urls)
+        assert len(set(files.values())) == len(files)  # no two slots share bytes
+        assert len({len(b) for b in files.values()}) == 1  # nor a size
+
+
+def test_fake_duplicate_token_and_lagging_listing_as_the_model_documents(mturk_fake):
+    """The fake's SendBonus repeat is a RequestError with the request ID in its message
+    (botocore's model), and ListBonusPayments may lag behind SendBonus."""
+    from botocore.exceptions import ClientError
+
+    fake = mturk_fake
+    fake.bonus_listing_lag = 60.0
+    client = mturk_client(fake, attempts=1)
+    hit_type = client.create_hit_type(Title="t", Description="d", Reward="0.10",
+                                      AssignmentDurationInSeconds=600)["HITTypeId"]
+    hit = client.create_hit_with_hit_type(HITTypeId=hit_type, MaxAssignments=1,
+                                          LifetimeInSeconds=3600,
+                                          Question=html_question("<p>x</p>"))["HIT"]["HITId"]
+    fake.add_worker("AWORKERFAKE01")
+    assignment = fake.worker_submits(hit, "AWORKERFAKE01", {"results": "{}"})
+    bonus = {"WorkerId": "AWORKERFAKE01", "AssignmentId": assignment, "BonusAmount": "0.30",
+             "Reason": "r", "UniqueRequestToken": "t" * 64}
+    client.send_bonus(**bonus)
+    with pytest.raises(ClientError) as refused:
+        client.send_bonus(**bonus)
+    error = refused.value.response
+    assert error["Error"]["Code"] == "RequestError"
+    assert "UniqueRequestToken" not in error["Error"]["Message"]
+    assert fake.bonuses[0].request_id in error["Error"]["Message"]
+    assert client.list_bonus_payments(AssignmentId=assignment)["BonusPayments"] == []
+    fake.advance(61)
+    assert len(client.list_bonus_payments(AssignmentId=assignment)["BonusPayments"]) == 1
+
+
+def test_operator_unpaid_verdict_lets_the_next_pay_send_once(study, mturk_fake):
+    from datetime import timedelta
+
+    from hitkit.platforms.records import settle_unresolved
+    from tests.fakes.faults import FaultKind
+
+    fake = mturk_fake
+    with Ledger.for_study(study.root) as ledger:
+        p, aid = approved_one(study, ledger, fake)
+        # every attempt dropped before MTurk applied it: nothing paid, outcome unknown
+        fake.faults.inject(FaultKind.DROP_BEFORE_APPLY, operation="SendBonus", times=100)
+        (pid, why), = p.bonus([Bonus(aid, 30, "accuracy bonus")]).failed.items()
+        fake.faults.clear()
+        later = p.now() + timedelta(hours=30)
+        p.now = lambda: later
+        fake.advance(30 * 3600)
+        still = p.bonus([Bonus(aid, 30, "accuracy bonus")])
+        assert "no longer protects a repeat" in still.failed[pid] and fake.bonuses == []
+        assert settle_unresolved(ledger, pid, paid=False, note="not on the requester site") == "unpaid"
+        assert p.bonus([Bonus(aid, 30, "accuracy bonus")]).done == [pid]
+        assert p.bonus([Bonus(aid, 30, "accuracy bonus")]).already == [pid]
+        assert len(fake.bonuses) == 1

@@ -147,13 +147,10 @@ def test_a_prolific_arrival_is_sent_back_with_the_completion_url(tmp_path, proli
             assert done["completion_url"] == expected
             resumed = client.post("/api/assignments", json=params).json()
             assert resumed["completion_url"] == expected  # coming back later: sent back again
-            # a Prolific study hitkit did not publish: the code only, no return URL
+            # a Prolific study hitkit did not publish admits nobody
             other = {**params, "PROLIFIC_PID": "5f" + "e" * 22, "STUDY_ID": "notourstudy"}
-            aid2 = client.post("/api/assignments", json=other).json()["assignment_id"]
-            trials2 = hit_trials(ledger, ledger.query_one(
-                "SELECT hit_id FROM assignments WHERE assignment_id = ?", (aid2,))[0])
-            reply = client.post(f"/api/assignments/{aid2}/submit", json=answers(trials2)).json()
-            assert reply["completion_code"] and "completion_url" not in reply
+            refused = client.post("/api/assignments", json=other)
+            assert refused.status_code == 403 and "assignment_id" not in refused.json()
         fake.participant_submits(study_id, pid, code)
         result = platforms.collect(study, "prolific", ledger=ledger, **opts)
         assert result.awaiting_review == [aid]

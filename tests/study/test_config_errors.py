@@ -73,7 +73,7 @@ CASES = [
     ("factor-name-reserved", _set("analysis.factors", ["architecture", "model"]), ["analysis.factors", "'model' is a fixed column"]),
     ("interaction-unknown-factor", _set("analysis.interactions", [["architecture", "optimizer"]]),
      ["analysis.interactions[0]: names 'optimizer', not in factors"]),
-    ("catch-exceeds-trials", _set("survey.catch_per_hit", 16), ["survey.catch_per_hit: catch_per_hit (16) must be below trials_per_hit (16)"]),
+    ("catch-exceeds-trials", _set("survey.catch_per_hit", 20), ["survey.catch_per_hit: catch_per_hit (20) must be below trials_per_hit (20)"]),
     ("unknown-loss-kind", _set("generation.losses.0.kind", "perceptual"),
      ["generation.losses[0]: unknown kind 'perceptual'", "reg_free", "adversarial"]),
     ("loss-kind-missing", _delete("generation.losses.0.kind"), ["generation.losses[0]: missing 'kind'"]),

@@ -146,7 +146,8 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 class ServerProcess:
     """`hitkit serve` as a subprocess we own: started on 127.0.0.1, stopped by its PID."""
 
-    def __init__(self, study_root: Path, port: int | None = None):
+    def __init__(self, study_root: Path, port: int | None = None, *options: str):
+        self.options = options  # more `hitkit serve` options, e.g. --no-rate-limit
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = study_root / f"server-{self.port}.log"
@@ -157,7 +158,7 @@ class ServerProcess:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
             [*HITKIT, "serve", "--study", str(self.study_root), "--host", "127.0.0.1",
-             "--port", str(self.port)], stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+             "--port", str(self.port), *self.options], stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -211,3 +212,26 @@ def make_manifest(config) -> pa.Table:
                     "wall_time_s": 0.1, "config_hash": "0" * 64, "versions": "{}", "created_at": stamp,
                 })
     return MANIFEST.to_table(rows)
+
+
+def published_platform_batches(ledger, prolific_study: str = "s1") -> dict[str, str]:
+    """Ledger records of a Prolific study and MTurk HITs as `hitkit publish` leaves them
+    (batch, external ID, settled publish actions), without a platform: what admits a
+    Prolific arrival with STUDY_ID `prolific_study` and an MTurk arrival with a hitId.
+    Returns {"prolific": batch, "mturk": batch, "<hitkit hit>": MTurk HITId, ...}."""
+    from hitkit.platforms import records
+
+    out = {}
+    prolific = records.create_batch(ledger, "prolific", 64, {})["batch_id"]
+    records.set_external_id(ledger, prolific, prolific_study)
+    ledger.journal(f"prolific:publish:{prolific}", "prolific", "publish_study", prolific)
+    ledger.settle(f"prolific:publish:{prolific}", "done", {"status": "ACTIVE"})
+    mturk = records.create_batch(ledger, "mturk", 64, {})["batch_id"]
+    records.set_external_id(ledger, mturk, "HITTYPE1")
+    for n, row in enumerate(ledger.query("SELECT hit_id FROM hits WHERE state = 'open'"
+                                         " ORDER BY ordinal")):
+        key = f"mturk:create-hit:{mturk}:{row['hit_id']}"
+        ledger.journal(key, "mturk", "create_hit", row["hit_id"])
+        ledger.settle(key, "done", {"HITId": f"3HIT{n:04d}"})
+        out[row["hit_id"]] = f"3HIT{n:04d}"
+    return {"prolific": prolific, "mturk": mturk, **out}

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from survey_helpers import make_study
+from survey_helpers import make_study, published_platform_batches
 
+from hitkit.platforms import admission
 from hitkit.platforms.local import publish_local
 from hitkit.study.tables import read_table
 from hitkit.survey.design import make_design
@@ -26,7 +27,9 @@ from hitkit.survey.web.serving import background_server
 class Env:
     def __init__(self, study, ledger, url, token, planned):
         self.study, self.ledger, self.url, self.token, self.planned = study, ledger, url, token, planned
-        self.client = httpx.Client(base_url=url, timeout=30)
+        # the API takes JSON only (Content-Type: application/json), raw bodies included
+        self.client = httpx.Client(base_url=url, timeout=30,
+                                   headers={"content-type": "application/json"})
         self.count = 0
 
     def start(self, **identity):
@@ -53,8 +56,11 @@ def env(tmp_path_factory):
     store_design(ledger, design, study.config.survey.responses_per_iri)
     open_batch = publish_local(study, ledger, open_link=True, cap=5000)
     planned = publish_local(study, ledger, cap=5, new=True)
-    with background_server(create_app(study, ledger)) as url:
-        yield Env(study, ledger, url, open_batch.links[0].token, [link.token for link in planned.links])
+    platform_batches = published_platform_batches(ledger, "s1")
+    with background_server(create_app(study, ledger, admit=admission(ledger))) as url:
+        env = Env(study, ledger, url, open_batch.links[0].token, [link.token for link in planned.links])
+        env.platform_batches = platform_batches
+        yield env
     ledger.close()
 
 
@@ -91,12 +97,13 @@ def is_valid(payload, hit):
               or any(type(c) is not int or not 0 <= c < n for c in choice)
               or len(set(choice)) != len(choice)):
             return False
-        if type(rt) not in (int, float) or not math.isfinite(rt) or not 0 <= rt <= 6 * 3600 * 1000:
+        if type(rt) not in (int, float) or not 0 <= rt <= 6 * 3600 * 1000 or not math.isfinite(rt):
             return False
     if sorted(ids) != sorted(trials):
         return False
     comment = payload.get("comment", "")
-    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment):
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment
+                                or not unicode_text(comment)):
         return False
     client = payload.get("client", {})
     if client is not None:
@@ -108,9 +115,23 @@ def is_valid(payload, hit):
             if not (value is None or type(value) in (bool, int, str) or (
                     type(value) is float and math.isfinite(value))):
                 return False
-            if isinstance(value, str) and len(value) > 300:
+            if isinstance(value, str) and (len(value) > 300 or not unicode_text(value)):
+                return False
+            if type(value) is int and abs(value) > 2**53:
                 return False
     return True
+
+
+def unicode_text(text):
+    """False for a string with a lone surrogate, which JSON can carry and SQLite cannot."""
+    return not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def test_hit_payload_carries_no_answer_and_no_image_ids(env):
@@ -142,7 +163,7 @@ def test_start_resumes_and_identifies_each_platform(env):
     prolific = {"PROLIFIC_PID": "5f0c0ffee0ddba11", "STUDY_ID": "s1", "SESSION_ID": "x1"}
     a = env.client.post("/api/assignments", json=prolific).json()["assignment_id"]
     assert env.client.post("/api/assignments", json=prolific).json()["assignment_id"] == a
-    mturk = {"workerId": "A1WORKER", "assignmentId": "3AS", "hitId": "3H"}
+    mturk = {"workerId": "A1WORKER", "assignmentId": "3AS", "hitId": "3HIT0000"}
     assert env.client.post("/api/assignments", json=mturk).status_code == 201
     preview = dict(mturk, assignmentId="ASSIGNMENT_ID_NOT_AVAILABLE")
     assert env.client.post("/api/assignments", json=preview).status_code == 403
@@ -264,7 +285,7 @@ def test_preview_is_inert(env):
 def test_raw_ids_are_not_logged(env):
     pid = "RAWPID0123456789"
     reply = env.client.post("/api/assignments",
-                            json={"PROLIFIC_PID": pid, "STUDY_ID": "s", "SESSION_ID": "t"})
+                            json={"PROLIFIC_PID": pid, "STUDY_ID": "s1", "SESSION_ID": "t"})
     aid = reply.json()["assignment_id"]
     env.client.post(f"/api/assignments/{aid}/submit", json={"responses": "bad"})
     events = json.dumps(env.ledger.events())
@@ -275,14 +296,18 @@ def test_raw_ids_are_not_logged(env):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=30),
+    | st.text(max_size=30) | st.integers(10**300, 10**400) | st.sampled_from(["\ud800", "a\udc00"]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
 
 weird = st.one_of(st.none(), st.booleans(), st.integers(-3, 5), st.floats(allow_nan=False),
                   st.text(max_size=12), st.lists(st.integers(-1, 3), max_size=4),
-                  st.just("<script>alert(1)</script>"), st.just(1e300), st.just(-0.0))
+                  st.just("<script>alert(1)</script>"), st.just(1e300), st.just(-0.0),
+                  # huge integers (a float conversion overflows), lone surrogates, deep nesting
+                  st.integers(2**53 - 2, 2**53 + 2), st.just(10**400), st.just(-(10**4000)),
+                  st.sampled_from(["\ud800", "ok\udfff", "\udc00\ud800x"]),
+                  st.integers(15, 40).map(nested))
 
 
 @st.composite
@@ -347,13 +372,14 @@ def test_fuzzed_submissions(env, edits):
 def test_arbitrary_json_never_breaks_the_server(env, body):
     aid, hit = env.start()
     for path in (f"/api/assignments/{aid}/submit", "/api/assignments"):
-        reply = env.client.post(path, json=body)
+        # json.dumps escapes lone surrogates ("\\ud800"), which httpx's encoder cannot send
+        reply = env.client.post(path, content=json.dumps(body).encode())
         assert reply.status_code < 500, reply.text
     assert env.stored(aid) == 0
 
 
 def test_concurrent_starts_of_one_participant_make_one_assignment(env):
-    body = {"PROLIFIC_PID": "concurrentpid", "STUDY_ID": "s", "SESSION_ID": "t"}
+    body = {"PROLIFIC_PID": "concurrentpid", "STUDY_ID": "s1", "SESSION_ID": "t"}
     ids = []
 
     def start():
@@ -373,9 +399,10 @@ def test_concurrent_starts_of_one_participant_make_one_assignment(env):
 
 def test_a_platform_return_url_comes_with_the_completion_code(env):
     back = {"prolific": lambda a: f"https://app.prolific.com/submissions/complete?cc=STUDY{a.platform[:1]}"}
-    with background_server(create_app(env.study, env.ledger, completion_urls=back)) as url:
+    with background_server(create_app(env.study, env.ledger, completion_urls=back,
+                                      admit=admission(env.ledger))) as url:
         with httpx.Client(base_url=url, timeout=30) as client:
-            body = {"PROLIFIC_PID": "returnpid", "STUDY_ID": "s", "SESSION_ID": "t"}
+            body = {"PROLIFIC_PID": "returnpid", "STUDY_ID": "s1", "SESSION_ID": "t"}
             aid = client.post("/api/assignments", json=body).json()["assignment_id"]
             hit = client.get(f"/api/assignments/{aid}").json()
             assert "completion_url" not in hit

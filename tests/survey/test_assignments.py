@@ -2,7 +2,7 @@
 
 import pytest
 from click.testing import CliRunner
-from survey_helpers import make_config, make_manifest, make_study
+from survey_helpers import make_config, make_manifest, make_study, published_platform_batches
 
 from hitkit.cli.main import cli
 from hitkit.platforms.local import publish_local
@@ -17,11 +17,17 @@ def ledger(tmp_path):
     config = make_config()
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         store_design(ledger, make_design(make_manifest(config), config), 1)
+        published_platform_batches(ledger, "s1")
         yield ledger
 
 
 def arrive(ledger, who, hold=60.0, **extra):
-    return start_assignment(ledger, Arrival("prolific", f"prolific:{who}", **extra), hold)
+    """A Prolific arrival for the published study s1 (admitted as the web app admits it)."""
+    from hitkit.platforms import admission
+
+    arrival = Arrival("prolific", f"prolific:{who}", platform_assignment_id="s1",
+                      platform_session_id=f"session-{who}", **extra)
+    return start_assignment(ledger, admission(ledger)["prolific"](arrival) or arrival, hold)
 
 
 def test_places_fill_evenly_and_then_the_study_is_full(ledger):
@@ -73,7 +79,8 @@ def test_a_new_design_needs_replace_once_people_have_started(tmp_path):
     again = runner.invoke(cli, ["design", "--study", str(study.root)])
     assert again.exit_code == 0 and "already stored (unchanged)" in again.output
     with Ledger.for_study(study.root) as ledger:
-        arrive(ledger, "someone")
+        token = publish_local(study, ledger, cap=1).links[0].token
+        start_assignment(ledger, Arrival("local", f"local:{token}", link_token=token), 60)
     text = (study.root / "study.toml").read_text().replace("seed = 0\n", "seed = 5\n", 1)
     (study.root / "study.toml").write_text(text)
     refused = runner.invoke(cli, ["design", "--study", str(study.root)])

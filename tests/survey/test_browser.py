@@ -224,6 +224,8 @@ def test_a_prolific_participant_is_sent_back_to_prolific(site):
     with Ledger.for_study(study.root) as ledger:  # as `hitkit publish --platform prolific` leaves it
         batch = records.create_batch(ledger, "prolific", 1, {})
         records.set_external_id(ledger, batch["batch_id"], "browserstudy1")
+        ledger.journal(f"prolific:publish:{batch['batch_id']}", "prolific", "publish_study")
+        ledger.settle(f"prolific:publish:{batch['batch_id']}", "done", {"status": "ACTIVE"})
         back = completion_url(study, ledger, "browserstudy1")
     identity = {"PROLIFIC_PID": "5fbrowserparticipant", "STUDY_ID": "browserstudy1",
                 "SESSION_ID": "browsersession1"}

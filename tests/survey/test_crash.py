@@ -36,7 +36,8 @@ def test_kill_minus_nine_loses_nothing_committed(tmp_path):
     run_cli("design", "--study", str(study.root))
     with Ledger.for_study(study.root) as ledger:
         token = publish_local(study, ledger, open_link=True, cap=1000).links[0].token
-    server = ServerProcess(study.root).start()
+    # one client (loopback) plays every participant: the per-client limit is off
+    server = ServerProcess(study.root, None, "--no-rate-limit").start()
     acks, lock = [], threading.Lock()
     killed = threading.Event()
 
@@ -74,7 +75,8 @@ def test_kill_minus_nine_loses_nothing_committed(tmp_path):
             assert (row["state"] == "started") == (row["n"] == 0)
 
     # restarted, the server takes the unacknowledged submissions again, exactly once
-    server = ServerProcess(study.root).start()
+    # one client (loopback) plays every participant: the per-client limit is off
+    server = ServerProcess(study.root, None, "--no-rate-limit").start()
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for aid, payload, ok in results:

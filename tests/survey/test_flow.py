@@ -121,6 +121,7 @@ def test_matching_study_end_to_end(tmp_path):
     hitkit("design", "--study", root)
     out = hitkit("simulate", "--study", root, "--participants", "6", "--mix", "attentive=1")
     assert "6 of 6 simulated participants submitted" in out
+    hitkit("review", "--study", root)  # export reads the verdicts review records
     hitkit("export", "--study", root)
     rows = pq.read_table(study.root / "responses.parquet").to_pylist()
     with Ledger.for_study(study.root) as ledger:

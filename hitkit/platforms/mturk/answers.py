@@ -29,7 +29,11 @@ def parse_answers(xml: str | bytes | None) -> dict[str, str]:
             tag = _local(child.tag)
             if tag == "QuestionIdentifier":
                 name = (child.text or "").strip()
-            elif tag in ("FreeText", "SelectionIdentifier", "OtherSelectionText"):
+            elif tag in ("FreeText", "SelectionIdentifier", "OtherSelectionText",
+                         "UploadedFileKey"):
+                if len(child):  # markup inside an answer: not a value hitkit can read
+                    raise PlatformError(f"answer {name or '(unnamed)'}: <{tag}> holds nested "
+                                        f"elements (<{_local(child[0].tag)}>), not text")
                 values.append(child.text or "")
         if name:
             out[name] = ",".join(values)

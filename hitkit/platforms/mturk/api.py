@@ -39,9 +39,16 @@ def connect(endpoint: str, read_timeout: float = 30.0, attempts: int = 4) -> Any
 
 
 class MTurkRefused(PlatformError):
-    def __init__(self, operation: str, code: str, turk_code: str, message: str):
+    """A refusal: `code` is the error shape botocore parsed (RequestError, ...), `turk_code`
+    MTurk's TurkErrorCode, `retried` how many times botocore had already sent this same
+    request (its ResponseMetadata.RetryAttempts): a refusal after a retry may be MTurk
+    refusing a repeat of a request that went through."""
+
+    def __init__(self, operation: str, code: str, turk_code: str, message: str,
+                 retried: int = 0):
         super().__init__(f"MTurk {operation}: {turk_code or code}: {message}")
         self.code, self.turk_code, self.message = code, turk_code, message
+        self.retried = retried
 
 
 class MTurkAPI:
@@ -83,7 +90,8 @@ def _guard(operation: str, scrub: tuple[str, ...], fn: Callable[[], Any]) -> Any
         message = _scrub(error.get("Message", ""), scrub)
         if code in TRANSIENT_CODES or status >= 500:
             raise Transient(f"MTurk {operation}: {code} {message}") from None
-        raise MTurkRefused(operation, code, turk, message) from None
+        retried = int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts") or 0)
+        raise MTurkRefused(operation, code, turk, message, retried) from None
     except BotoCoreError as exc:
         raise Transient(f"MTurk {operation}: {type(exc).__name__}") from None
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from hitkit.platforms import records
 from hitkit.platforms.base import (
@@ -35,8 +35,10 @@ from hitkit.platforms.base import (
     Bonus,
     Checkpoint,
     CollectResult,
+    OutcomeUnknown,
     PlatformError,
     PublishResult,
+    Unresolved,
     no_checkpoint,
 )
 from hitkit.platforms.mturk.answers import parse_answers, submission_body
@@ -48,10 +50,20 @@ from hitkit.platforms.mturk.api import (
     connect,
     is_amazon,
 )
-from hitkit.platforms.mturk.question import external_question, html_page, html_question
+from hitkit.platforms.mturk.question import (
+    MAX_QUESTION_BYTES,
+    REMEDY,
+    QuestionTooLarge,
+    external_question,
+    hosted_page,
+    html_question,
+    inline_page,
+    slot_plan,
+)
 from hitkit.platforms.once import once
 from hitkit.study.config import Study
 from hitkit.study.fees import mturk_cost, to_major_units, to_minor_units
+from hitkit.survey.assignments import Arrival
 from hitkit.survey.hits import active_design_id, hit_trials
 from hitkit.survey.ledger import Action, Ledger
 from hitkit.survey.submission import SubmissionError, parse_submission
@@ -65,6 +77,23 @@ QUAL_NUMBER_APPROVED = "00000000000000000040"
 QUAL_LOCALE = "00000000000000000071"
 MASTERS = {"production": "2F1QJWKUDD8XADTFD2Q0G6UTO95ALH", "sandbox": "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6"}
 STATUSES = ["Submitted", "Approved", "Rejected"]
+# botocore's model: SendBonus raises ServiceFault or RequestError, and a repeated
+# UniqueRequestToken "will return an error with a message containing the request ID" (no
+# TurkErrorCode is documented for it). The code, never the message, is what hitkit reads.
+DUPLICATE_TOKEN_CODE = "RequestError"
+# MTurk forgets a UniqueRequestToken after 24 h; an hour's margin for clock differences
+TOKEN_SAFE = timedelta(hours=23)
+
+
+def bonus_reason(reason: str, token: str) -> str:
+    """The Reason sent with a bonus: the operator's text and a reference derived from the
+    UniqueRequestToken, so ListBonusPayments can tell this payment from any other."""
+    return f"{reason} (ref {token[:10]})"
+
+
+def settle_command(study: Study, payment_id: str) -> str:
+    return (f"check the bonus on the MTurk requester site, then run `hitkit pay --study "
+            f"{study.root} --settle {payment_id}=paid` (or `=unpaid` to let hitkit send it)")
 
 
 def reward_string(amount_minor: int) -> str:
@@ -88,6 +117,7 @@ class MTurkPlatform:
         self.attempts = attempts
         self.settings = study.config.platform.mturk
         self.notes = [CLOSURE_NOTICE] if is_amazon(endpoint) else []
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move it
 
     @classmethod
     def open(cls, study: Study, ledger: Ledger, *, production: bool = False, yes: bool = False,
@@ -156,6 +186,7 @@ class MTurkPlatform:
                                 f"${cap:.2f} ({estimate.rate_note})")
         batch = None if new else records.open_batch(self.ledger, "mturk")
         created = batch is None
+        questions = self.check_questions()  # the 65,535-byte limit, before anything is sent
         if created:
             balance = self.api.call("GetAccountBalance")["AvailableBalance"]
             if to_minor_units(balance) < estimate.total_minor:
@@ -186,7 +217,7 @@ class MTurkPlatform:
         for hit in self.ledger.query("SELECT hit_id, max_assignments FROM hits WHERE design_id = ?"
                                      " AND state = 'open' ORDER BY ordinal", (batch["design_id"],)):
             mturk_hit = self._create_hit(batch_id, hit_type, hit["hit_id"], hit["max_assignments"],
-                                         lifetime)
+                                         lifetime, questions.get(hit["hit_id"]))
             urls.append(self._worker_url(hit_type, mturk_hit))
         self.ledger.event("batch_published", batch_id, platform="mturk", environment=self.environment)
         return PublishResult("mturk", batch_id, hit_type, estimate.assignments, created, urls[:1],
@@ -253,14 +284,35 @@ class MTurkPlatform:
         from hitkit.study.images import load_images
         from hitkit.survey.hits import hit_practice
 
-        images = load_images(self.study.root)
-        url = self.image_url or (lambda image_id: _inline(images, image_id))
-        page = html_page(self.study.config.survey, hit_trials(self.ledger, hit_id),
-                         hit_practice(self.ledger, hit_id), url)
-        return html_question(page)
+        trials, practice = hit_trials(self.ledger, hit_id), hit_practice(self.ledger, hit_id)
+        if self.image_url is None:  # inlined: one data URI per slot (question.inline_page)
+            images = load_images(self.study.root)
+            return html_question(inline_page(self.study.config.survey, trials, practice, images))
+        # hosted: one URL per slot (export_images wrote the files)
+        plan = slot_plan(trials, practice, f"{hit_id}/")
+        return html_question(hosted_page(self.study.config.survey, plan, self.image_url))
+
+    def check_questions(self) -> dict[str, str]:
+        """Every open HIT's Question, built and size-checked before anything is sent."""
+        out = {}
+        for row in self.ledger.query("SELECT hit_id FROM hits WHERE design_id = ? AND"
+                                     " state = 'open' ORDER BY ordinal",
+                                     (active_design_id(self.ledger),)):
+            try:
+                out[row["hit_id"]] = self._question(row["hit_id"])
+            except QuestionTooLarge as exc:
+                trials = hit_trials(self.ledger, row["hit_id"])
+                slots = sum(len(t.query) + len(t.options) for t in trials)
+                how = ("its images are inlined as data URIs, one per slot" if self.image_url is None
+                       else "even with hosted images")
+                raise PlatformError(
+                    f"HIT {row['hit_id']} does not fit MTurk: its Question is {exc.size:,} bytes "
+                    f"and MTurk allows {MAX_QUESTION_BYTES:,} ({len(trials)} trials, {slots} "
+                    f"image slots; {how}). Nothing was sent. {REMEDY}") from None
+        return out
 
     def _create_hit(self, batch_id: str, hit_type: str, hit_id: str, places: int,
-                    lifetime: int) -> str:
+                    lifetime: int, question: str | None = None) -> str:
         key = f"mturk:create-hit:{batch_id}:{hit_id}"
         done = self.ledger.query_one("SELECT state, response FROM actions WHERE idempotency_key = ?", (key,))
         if done is not None and done["state"] == "done":
@@ -268,7 +320,7 @@ class MTurkPlatform:
         annotation = self.annotation(batch_id, hit_id)
         token = self.token(batch_id, hit_id)
         params = {"HITTypeId": hit_type, "MaxAssignments": places, "LifetimeInSeconds": lifetime,
-                  "Question": self._question(hit_id), "RequesterAnnotation": annotation,
+                  "Question": question or self._question(hit_id), "RequesterAnnotation": annotation,
                   "UniqueRequestToken": token}
 
         def send(action: Action) -> dict:
@@ -349,7 +401,7 @@ class MTurkPlatform:
                 raw = {k: (v.isoformat() if isinstance(v, datetime) else v)
                        for k, v in a.items() if k != "WorkerId"}
                 records.archive_raw(self.ledger, "mturk", a["AssignmentId"], raw)
-                aid = self._submitted_in_app(a["AssignmentId"])
+                aid = self._submitted_in_app(a["AssignmentId"], worker, hit_id, problems)
                 if aid is None:
                     try:
                         submission = parse_submission(
@@ -385,13 +437,25 @@ class MTurkPlatform:
                           awaiting_review=len(awaiting), problems=len(problems))
         return CollectResult("mturk", new, awaiting, approved, rejected, 0, problems)
 
-    def _submitted_in_app(self, mturk_assignment: str) -> str | None:
+    def _submitted_in_app(self, mturk_assignment: str, worker: str, hit_id: str,
+                          problems: list[str]) -> str | None:
         """The hitkit assignment an ExternalQuestion participant submitted through the survey
-        app (its answer on MTurk carries only the completion code), or None."""
+        app (its answer on MTurk carries only the completion code), or None. MTurk listing
+        the same assignment for the same worker and HIT confirms it."""
+        # the worker's own row first: anyone may have arrived with this assignmentId
         row = self.ledger.query_one(
-            "SELECT assignment_id FROM assignments WHERE platform = 'mturk'"
-            " AND platform_assignment_id = ? AND state != 'started'", (mturk_assignment,))
-        return row["assignment_id"] if row else None
+            "SELECT assignment_id, participant_key, hit_id, confirmation FROM assignments"
+            " WHERE platform = 'mturk' AND platform_assignment_id = ? AND state != 'started'"
+            " ORDER BY participant_key = ? DESC LIMIT 1", (mturk_assignment, f"mturk:{worker}"))
+        if row is None:
+            return None
+        if row["participant_key"] != f"mturk:{worker}" or row["hit_id"] != hit_id:
+            problems.append(f"assignment {row['assignment_id']}: MTurk lists its assignmentId "
+                            "for another worker or HIT: not confirmed")
+        elif row["confirmation"] != "confirmed":
+            records.confirm(self.ledger, row["assignment_id"], "mturk",
+                            assignment=mturk_assignment)
+        return row["assignment_id"]
 
     def _platform_ids(self, assignment_ids: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         found, missing = {}, {}
@@ -481,30 +545,66 @@ class MTurkPlatform:
                 records.bind_payments(self.ledger, [row["payment_id"]], key)
             if balance is None:
                 balance = to_minor_units(self.api.call("GetAccountBalance")["AvailableBalance"])
+            token = records.digest(key, length=64)
+            # the token's prefix in the Reason marks this payment in ListBonusPayments
+            reason = bonus_reason(row["reason"], token)
             params = {"WorkerId": worker, "AssignmentId": pid, "BonusAmount": amount,
-                      "Reason": row["reason"], "UniqueRequestToken": records.digest(key, length=64)}
+                      "Reason": reason, "UniqueRequestToken": token}
+            where = (f"bonus {row['payment_id']} ({amount} USD, assignment {row['assignment_id']}, "
+                     f"MTurk assignment {pid})")
 
-            def paid(action: Action | None = None, pid=pid, amount_minor=amount_minor,
-                     reason=row["reason"]):
+            def listed(pid=pid, worker=worker, amount_minor=amount_minor, reason=reason,
+                       legacy=row["reason"]) -> dict | None:
                 for b in self.api.pages("ListBonusPayments", "BonusPayments", AssignmentId=pid):
-                    if (b.get("Reason") == reason
+                    if (b.get("WorkerId") == worker and b.get("Reason") in (reason, legacy)
                             and to_minor_units(b["BonusAmount"]) == amount_minor):
                         return {"reconciled": "ListBonusPayments"}
                 return None
 
-            def send(action: Action, p=params, paid=paid, worker=worker) -> dict:
+            def paid(action: Action, key=key, listed=listed, where=where,
+                     payment_id=row["payment_id"]) -> dict | None:
+                found = listed()
+                if found is not None:
+                    return found
+                # the operator looked (hitkit pay --settle =unpaid): earlier sends paid nothing
+                verdict = action.response or {}
+                first = records.first_sent(self.ledger, key, verdict.get("at")
+                                           if verdict.get("operator") == "unpaid" else None)
+                if first is None or self.now() - datetime.fromisoformat(first) < TOKEN_SAFE:
+                    return None  # never sent, or a repeat is refused by the live token
+                raise Unresolved(
+                    f"{where}: sent at {first} without a definite answer, not in "
+                    f"ListBonusPayments, and its UniqueRequestToken no longer protects a repeat "
+                    f"(MTurk keeps tokens 24 h); nothing was sent again",
+                    settle_command(self.study, payment_id))
+
+            def send(action: Action, p=params, listed=listed, worker=worker,
+                     where=where, payment_id=row["payment_id"]) -> dict:
                 try:
                     self.api.call("SendBonus", scrub=(worker,), **p)
                 except MTurkRefused as exc:
-                    # the token was used already: the bonus went out in an earlier attempt
-                    if "UniqueRequestToken" in exc.message and paid() is not None:
-                        return {"reconciled": "token"}
+                    # a refusal of a repeat (the token was sent before) may be the documented
+                    # duplicate-token RequestError, whose only promise is a request ID in the
+                    # message: never read as "not paid", whatever its wording
+                    if exc.code == DUPLICATE_TOKEN_CODE and (action.attempts > 1 or exc.retried):
+                        if listed() is not None:
+                            return {"reconciled": "ListBonusPayments after a refused repeat"}
+                        raise Unresolved(
+                            f"{where}: a repeat with the same UniqueRequestToken was refused "
+                            f"({exc.turk_code or exc.code}) and ListBonusPayments does not list "
+                            "the bonus yet; nothing was sent again",
+                            "run `hitkit pay` again later (MTurk's listing catches up), or "
+                            + settle_command(self.study, payment_id)) from None
                     raise
                 return {"sent": True}
 
             try:
                 self._once(key, "send_bonus", row["assignment_id"],
                            {"payment": row["payment_id"], "amount": amount}, send, paid)
+            except OutcomeUnknown as exc:
+                records.settle_payments(self.ledger, [row["payment_id"]], "sent")
+                failed[row["payment_id"]] = f"unresolved: {exc}"
+                continue
             except PlatformError as exc:
                 failed[row["payment_id"]] = str(exc)
                 continue
@@ -515,8 +615,17 @@ class MTurkPlatform:
     # ------------------------------------------------------------- expire
 
     def expire(self, delete: bool = False) -> list[str]:
-        """Expire the batch's HITs now (and delete the reviewed ones when `delete`)."""
-        batch = self._batch()
+        """Expire the HITs of every open batch now, of any design (and delete the reviewed
+        ones when `delete`), and close the batches: no arrival is admitted afterwards."""
+        batches = records.open_batches(self.ledger, "mturk")
+        if not batches:
+            raise PlatformError("no open MTurk batch: nothing to expire")
+        expired = []
+        for batch in batches:
+            expired += self._expire_batch(batch, delete)
+        return expired
+
+    def _expire_batch(self, batch: Any, delete: bool) -> list[str]:
         expired = []
         for mturk_hit in sorted(self.batch_hits(batch["batch_id"])):
             # idempotent: expiring an expired HIT again changes nothing
@@ -534,6 +643,22 @@ class MTurkPlatform:
         return expired
 
 
+def admit_arrival(ledger: Ledger, arrival: Arrival) -> Arrival | None:
+    """An MTurk ExternalQuestion arrival with the batch and hitkit HIT behind its hitId: a HIT
+    that an open batch created (start_assignment then checks that the HIT is still open and
+    counts its places). None for any other hitId: invented, or expired with `hitkit expire`."""
+    row = ledger.query_one(
+        "SELECT b.batch_id, x.subject AS hit_id FROM actions x JOIN batches b"
+        " ON x.idempotency_key = 'mturk:create-hit:' || b.batch_id || ':' || x.subject"
+        " JOIN hits h ON h.hit_id = x.subject AND h.design_id = b.design_id"
+        " WHERE x.platform = 'mturk' AND x.kind = 'create_hit' AND x.state = 'done'"
+        " AND json_extract(x.response, '$.HITId') = ? AND b.platform = 'mturk'"
+        " AND b.state = 'open'", (arrival.platform_hit_id,))
+    if row is None:
+        return None
+    return replace(arrival, batch_id=row["batch_id"], hit_id=row["hit_id"])
+
+
 def hitkit_hit_for(ledger: Ledger, mturk_hit_id: str) -> str | None:
     """The hitkit HIT behind an MTurk HITId (for an ExternalQuestion arrival's hitId)."""
     row = ledger.query_one("SELECT subject FROM actions WHERE platform = 'mturk' AND"
@@ -542,56 +667,72 @@ def hitkit_hit_for(ledger: Ledger, mturk_hit_id: str) -> str | None:
     return row["subject"] if row is not None else None
 
 
-def image_name(secret: bytes, image_id: str, suffix: str) -> str:
-    """An image's public file name: a keyed hash, so a URL cannot tell a target from a foil."""
+def slot_file(secret: bytes, slot: str) -> str:
+    """A hosted slot's public file name: a keyed hash of the slot (HIT, trial, position),
+    so a URL names neither the image nor whether two slots show the same one."""
     from hitkit.survey.pseudonym import pseudonym
 
-    return pseudonym(secret, "image:" + image_id)[:32] + suffix
+    return pseudonym(secret, "slot:" + slot)[:32] + ".png"
 
 
-def export_images(study: Study, ledger: Ledger, folder: str | Path) -> int:
-    """Copy the images of the open HITs to `folder` under their public names (upload it to
-    the host behind `image_base_url`); returns how many were written."""
+def slot_key(secret: bytes) -> bytes:
+    """The key of hosted slots' encodings: export and publish draw the same bytes."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret, b"hitkit hosted slot bytes", hashlib.sha256).digest()
+
+
+def hit_slot_plans(ledger: Ledger) -> dict[str, Any]:
+    """hitkit HIT -> its SlotPlan, for the open HITs of the active design."""
+    from hitkit.platforms.mturk.question import slot_plan
+    from hitkit.survey.hits import hit_practice
+
+    return {row["hit_id"]: slot_plan(hit_trials(ledger, row["hit_id"]),
+                                     hit_practice(ledger, row["hit_id"]), f"{row['hit_id']}/")
+            for row in ledger.query("SELECT hit_id FROM hits WHERE design_id = ? AND"
+                                    " state = 'open' ORDER BY ordinal",
+                                    (active_design_id(ledger),))}
+
+
+def export_images(study: Study, ledger: Ledger, destination: str | Path) -> int:
+    """Write every slot's image of the open HITs to `destination` (a folder, or an
+    s3://bucket/prefix through hitkit.study.s3) under its keyed name, with that slot's own
+    encoding (hitkit.survey.served_images): serve them at the https:// address given to
+    `hitkit publish --image-base-url`. Returns how many files were written."""
+    from hitkit.study import s3
     from hitkit.study.images import load_images
     from hitkit.survey.pseudonym import load_or_create_secret
+    from hitkit.survey.served_images import MEDIA_TYPE, SlotImages
 
     secret = load_or_create_secret(study.secret_path)
-    images = load_images(study.root)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    wanted = set()
-    for row in ledger.query("SELECT t.query, t.options FROM trials t JOIN hits h USING (hit_id)"
-                            " WHERE h.state = 'open'"):
-        import json
-
-        wanted |= set(json.loads(row["query"])) | set(json.loads(row["options"]))
-    for image_id in sorted(wanted):
-        suffix = Path(urlparse(images.uris[image_id]).path).suffix.lower()
-        (folder / image_name(secret, image_id, suffix)).write_bytes(images.read(image_id))
-    return len(wanted)
+    slots = SlotImages(load_images(study.root), slot_key(secret))
+    remote = s3.is_url(str(destination))
+    client = s3.client() if remote else None
+    folder = None if remote else Path(destination)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for plan in hit_slot_plans(ledger).values():
+        for slot, image_id in plan.images.items():
+            data = slots.slot_bytes(image_id, plan.group, slot)
+            name = slot_file(secret, slot)
+            if folder is not None:
+                (folder / name).write_bytes(data)
+            else:
+                s3.put(client, f"{str(destination).rstrip('/')}/{name}", data, MEDIA_TYPE, {},
+                       cache_control="public, max-age=31536000, immutable")
+            written += 1
+    return written
 
 
 def base_url_images(study: Study, base_url: str) -> Callable[[str], str]:
-    from hitkit.study.images import load_images
+    """slot -> its hosted URL under `base_url` (what export_images wrote there)."""
     from hitkit.survey.pseudonym import load_or_create_secret
 
     secret = load_or_create_secret(study.secret_path)
-    images = load_images(study.root)
-
-    def url(image_id: str) -> str:
-        suffix = Path(urlparse(images.uris[image_id]).path).suffix.lower()
-        return f"{base_url.rstrip('/')}/{image_name(secret, image_id, suffix)}"
-
-    return url
+    return lambda slot: f"{base_url.rstrip('/')}/{slot_file(secret, slot)}"
 
 
 def _raise(exc: Exception):
     raise exc
-
-
-def _inline(images, image_id: str) -> str:
-    import base64
-
-    data = images.read(image_id)
-    return f"data:{images.media_type(image_id)};base64," + base64.b64encode(data).decode("ascii")
-

@@ -10,8 +10,11 @@ and never printed or logged.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ from hitkit.study.config import Study
 API_URL = "https://api.prolific.com/api/v1"
 # the longest Retry-After honoured; a throttled command should not look hung
 MAX_RETRY_AFTER = 30.0
+# the most pages one listing may take: a server that keeps answering `next` is stopped
+MAX_PAGES = 500
 
 
 def load_token(study: Study, environ: dict[str, str] | None = None) -> str:
@@ -51,12 +56,19 @@ def load_token(study: Study, environ: dict[str, str] | None = None) -> str:
     return token
 
 
-def retry_after(reply: httpx.Response) -> float:
-    """Seconds a 429 asks us to wait (one when it does not say, or says it as a date)."""
+def retry_after(reply: httpx.Response, now: datetime | None = None) -> float:
+    """Seconds a 429 asks us to wait: Retry-After as seconds or as an HTTP date (RFC 9110
+    allows both); one when it says neither."""
+    value = (reply.headers.get("Retry-After") or "").strip()
     try:
-        seconds = float(reply.headers.get("Retry-After") or 1)
+        seconds = float(value) if value else 1.0
     except ValueError:
-        seconds = 1.0
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return 1.0
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
@@ -103,15 +115,41 @@ class ProlificAPI:
     def get(self, path: str, params: dict | None = None) -> Any:
         return retrying(lambda: self.call("GET", path, params=params))
 
-    def pages(self, path: str, params: dict | None = None, page_size: int = 100) -> Iterator[dict]:
-        page = 1
-        while True:
-            data = self.get(path, {**(params or {}), "page": page, "page_size": page_size})
+    def pages(self, path: str, params: dict | None = None, *, limit: int | None = None,
+              max_pages: int = MAX_PAGES) -> Iterator[dict]:
+        """Every item of a listing. The first request asks for `limit` items from offset 0
+        when given (the limit/offset paging Prolific's CLI uses where the OpenAPI document
+        lists no paging parameters); later pages are whatever the answer's `_links.next`
+        names, never a page number of our own. A page that repeats items already listed
+        (a server ignoring the paging but still answering `next`) or more than `max_pages`
+        pages stop the listing with an error instead of looping or silently truncating."""
+        query: dict | None = {**(params or {}), **({"limit": limit, "offset": 0} if limit else {})}
+        url, seen = path, set()
+        for _ in range(max_pages):
+            data = self.get(url, query)
             if isinstance(data, list):  # an unpaginated list
                 yield from data
                 return
-            yield from data.get("results", [])
-            nxt = (data.get("_links") or {}).get("next") or {}
-            if not nxt.get("href"):
+            items = data.get("results") or []
+            keys = [item.get("id") or json.dumps(item, sort_keys=True) for item in items]
+            if keys and seen.issuperset(keys):
+                raise PlatformError(f"Prolific GET {path}: the page at {url} only repeats "
+                                    f"items already listed ({len(seen)} so far): the server "
+                                    "ignored the paging; listing stopped")
+            seen.update(keys)
+            yield from items
+            href = ((data.get("_links") or {}).get("next") or {}).get("href")
+            if not href:
                 return
-            page += 1
+            url, query = self._own(href, path), None
+        raise PlatformError(f"Prolific GET {path}: more than {max_pages} pages; listing stopped")
+
+    def _own(self, href: str, path: str) -> str:
+        """A `next` link as a path under the API; the token is never sent anywhere else."""
+        if href.startswith(self.api_url + "/"):
+            return href[len(self.api_url):]
+        prefix = httpx.URL(self.api_url).raw_path.decode().rstrip("/")
+        if href.startswith(prefix + "/"):
+            return href[len(prefix):]
+        raise PlatformError(f"Prolific GET {path}: the next page {href!r} is not under "
+                            f"{self.api_url}; not followed")

@@ -9,9 +9,19 @@ participant filters, then publishes it. Collect lists the study's
 submissions and matches them to the assignments our app stored. Approve
 (bulk) and reject (with a message and category) are idempotent on Prolific;
 creating a study is not, so a retry first looks for the study by its
-internal name; paying a bulk bonus is not idempotent either, so the ledger
-pays each bonus run once and, after an unknown outcome, pays again only when
-the submissions show the bonus did not arrive.
+internal name; paying a bulk bonus is not idempotent and is carried out
+asynchronously ("in the following minutes"), so the ledger pays each bonus run
+once and, after an unknown outcome, never pays it again on its own: when the
+submissions' own record of bonus payments does not show it, the run is
+reported unresolved with the `hitkit pay --settle` command that settles it.
+
+Everything here follows Prolific's published OpenAPI document (see
+docs/platforms.md): the workspace comes from GET /workspaces/ or
+[platform.prolific].workspace_id (GET /users/me/ has only id and email), the
+account currency from the workspace balance, earlier studies' participants are
+excluded with the `previous_studies_blocklist` and
+`participant_group_blocklist` filters after checking GET /filters/ lists
+them, and listings follow the API's own `_links.next`.
 
 The HTTP client and the API token are in hitkit.platforms.prolific.api.
 """
@@ -19,7 +29,8 @@ The HTTP client and the API token are in hitkit.platforms.prolific.api.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hitkit.platforms import records
@@ -32,16 +43,27 @@ from hitkit.platforms.base import (
     OutcomeUnknown,
     PlatformError,
     PublishResult,
+    Unresolved,
     no_checkpoint,
 )
 from hitkit.platforms.once import Transient, once, retrying
 from hitkit.platforms.prolific.api import API_URL, ProlificAPI, load_token
 from hitkit.study.config import PROLIFIC_MIN_REJECTION_MESSAGE, Study
 from hitkit.study.fees import hourly_rate, prolific_cost, to_major_units, to_minor_units
+from hitkit.survey.assignments import Arrival
 from hitkit.survey.ledger import Action, Ledger
 
 PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 REJECTION_CATEGORY = "FAILED_CHECK"
+# "We recommend a maximum of 1,000 submission or participant IDs per request" (bulk approve)
+BULK_APPROVE_MAX = 1000
+# Prolific approves a submission left awaiting review this long after completion
+AUTO_APPROVE_DAYS = 21
+# the filters that keep earlier participants out; publishing stops when either is missing
+EXCLUSION_FILTERS = ("previous_studies_blocklist", "participant_group_blocklist")
+# statuses that mean an approval was received (PROCESSING: reported while it is applied;
+# not in the document's enum)
+APPROVED = ("APPROVED", "PROCESSING")
 
 
 def completion_url(study: Study, ledger: Ledger, prolific_study_id: str) -> str | None:
@@ -53,6 +75,19 @@ def completion_url(study: Study, ledger: Ledger, prolific_study_id: str) -> str 
         return None
     code = "HK" + records.digest(study.config.study.id, row["batch_id"], "complete", length=8).upper()
     return f"https://app.prolific.com/submissions/complete?cc={code}"
+
+
+def admit_arrival(ledger: Ledger, arrival: Arrival) -> Arrival | None:
+    """A Prolific arrival with the batch that admits it: the open batch whose published
+    Prolific study is the arrival's STUDY_ID (start_assignment then checks that its design
+    is the current one). None otherwise: a STUDY_ID hitkit never published, or stopped with
+    `hitkit expire`, admits nobody."""
+    row = ledger.query_one(
+        "SELECT b.batch_id FROM batches b JOIN actions x"
+        " ON x.idempotency_key = 'prolific:publish:' || b.batch_id AND x.state = 'done'"
+        " WHERE b.platform = 'prolific' AND b.state = 'open' AND b.external_id = ?",
+        (arrival.platform_assignment_id,))
+    return replace(arrival, batch_id=row["batch_id"], hit_id=None) if row else None
 
 
 class ProlificPlatform:
@@ -67,11 +102,14 @@ class ProlificPlatform:
         self.checkpoint = checkpoint
         self.force = force
         # Prolific pays bonuses asynchronously ("in the following minutes"): after an unknown
-        # outcome, a bonus not yet visible is paid again only once this long has passed.
+        # outcome, a bonus not listed yet is "run again later" for this long, then unresolved
+        # (settled by the operator); it is never paid again on hitkit's own judgement.
         self.bonus_settle_seconds = bonus_settle_seconds
         self.attempts = attempts
         self.settings = study.config.platform.prolific
         self.currency = study.config.platform.currency
+        self._workspace_id: str | None = None
+        self.page_size = 100  # items asked for per page of a listing
 
     @classmethod
     def open(cls, study: Study, ledger: Ledger, *, api: ProlificAPI | None = None,
@@ -107,13 +145,21 @@ class ProlificPlatform:
         # deterministic, so the survey app can send finished participants back with it
         return "HK" + records.digest(self.study.config.study.id, batch_id, "complete", length=8).upper()
 
+    def minutes_sent(self) -> int:
+        """estimated_completion_time as sent: Prolific takes whole minutes."""
+        return max(1, math.ceil(self.study.config.survey.time_estimate_minutes))
+
     def check_reward(self) -> list[str]:
         survey = self.study.config.survey
-        rate = hourly_rate(survey.reward, survey.time_estimate_minutes)
+        # the rate Prolific checks is the one of the minutes it is sent, not the fraction
+        minutes = self.minutes_sent()
+        rate = hourly_rate(survey.reward, minutes)
         floor = self.settings.minimum_hourly
         if rate < floor:
+            sent = (f" (sent as {minutes}: Prolific takes whole minutes)"
+                    if minutes != survey.time_estimate_minutes else "")
             message = (f"[survey] reward {survey.reward:.2f} {self.currency} for "
-                       f"{survey.time_estimate_minutes:g} minutes is {rate:.2f}/hour, below "
+                       f"{survey.time_estimate_minutes:g} minutes{sent} is {rate:.2f}/hour, below "
                        f"Prolific's minimum of {floor:.2f}/hour ([platform.prolific].minimum_hourly)")
             if not self.force:
                 raise PlatformError(message + "; raise the reward or pass --force")
@@ -122,7 +168,9 @@ class ProlificPlatform:
 
     # ------------------------------------------------------------ publish
 
-    def publish(self, *, new: bool = False) -> PublishResult:
+    def publish(self, *, new: bool = False, test: bool = False) -> PublishResult:
+        """Create and publish the batch's study; `test`: create the draft and a test study of
+        it for the workspace's test participants instead (nothing is published)."""
         if not self.settings.public_url:
             raise PlatformError("[platform.prolific] public_url: set it to the HTTPS address where "
                                 "`hitkit serve` is reachable (participants are sent there)")
@@ -142,9 +190,14 @@ class ProlificPlatform:
             batch = records.create_batch(self.ledger, "prolific", places,
                                          {"public_url": self.settings.public_url})
         batch_id = batch["batch_id"]
+        workspace = self.workspace()
+        self._check_currency(workspace)
+        self._check_filters(workspace)
         group_id = self._past_participants_group()
         study_id = self._create_study(batch_id, places, group_id)
         records.set_external_id(self.ledger, batch_id, study_id)
+        if test:
+            return self._test_study(batch_id, study_id, places, created, notes)
         self._once(f"prolific:publish:{batch_id}", "publish_study", batch_id, {"study": study_id},
                    lambda a: {"status": self.api.call("POST", f"/studies/{study_id}/transition/",
                                                       {"action": "PUBLISH"})["status"]},
@@ -159,32 +212,135 @@ class ProlificPlatform:
         status = self.api.get(f"/studies/{study_id}/")["status"]
         return None if status == "UNPUBLISHED" else {"status": status}
 
-    def _past_participants_group(self) -> str | None:
+    def workspace(self) -> str:
+        """The workspace to work in: [platform.prolific].workspace_id, else the account's only
+        one (GET /workspaces/). Prolific's User has no workspace field, and guessing between
+        several would put the exclusion group where the studies are not."""
+        if self._workspace_id:
+            return self._workspace_id
+        if self.settings.workspace_id:
+            self._workspace_id = self.settings.workspace_id
+            return self._workspace_id
+        found = list(self.api.pages("/workspaces/"))
+        if len(found) != 1:
+            listed = ", ".join(f"{w['id']} ({w.get('title')})" for w in found) or "none"
+            raise PlatformError(f"[platform.prolific] workspace_id: not set, and the account has "
+                                f"{len(found)} workspaces ({listed}); set it to the workspace "
+                                "to publish in")
+        self._workspace_id = found[0]["id"]
+        return self._workspace_id
+
+    def _check_currency(self, workspace: str) -> None:
+        """Rewards and bonuses are in the workspace's currency: a study priced in another
+        would pay £ for $. Checked before anything is created."""
+        balance = self.api.get(f"/workspaces/{workspace}/balance/")
+        theirs = (balance.get("currency_code") or "").upper()
+        if not theirs:
+            raise PlatformError(f"Prolific workspace {workspace}: its balance names no currency; "
+                                f"cannot check [platform].currency {self.currency}")
+        if theirs != self.currency.upper():
+            raise PlatformError(f"[platform].currency is {self.currency} but Prolific workspace "
+                                f"{workspace} pays in {theirs}: rewards and bonuses would be paid "
+                                f"in {theirs}; set currency = \"{theirs}\" (and the reward in it)")
+
+    def _check_filters(self, workspace: str) -> None:
+        """The exclusion filters exist on this account (GET /filters/ lists the IDs): without
+        them earlier participants would be let in, so publishing stops instead."""
+        listed = {f.get("filter_id") for f in self.api.pages("/filters/", {"workspace_id": workspace})}
+        missing = [f for f in EXCLUSION_FILTERS if f not in listed]
+        if missing:
+            raise PlatformError(f"Prolific lists no filter {', '.join(missing)} for workspace "
+                                f"{workspace} (GET /filters/): earlier participants could not be "
+                                "excluded, so nothing was published")
+
+    def _past_participants_group(self) -> str:
         """The study's participant group of everyone who completed a batch (blocked from later ones)."""
-        name = f"hitkit:{self.study.config.study.id}:participants"
-        me = self.api.get("/users/me/")
-        workspace = me.get("workspace_id") or me.get("current_workspace_id")
-        if not workspace:
-            return None
+        return self._group(f"hitkit:{self.study.config.study.id}:participants",
+                           f"prolific:group:{self.study.config.study.id}",
+                           "hitkit: completed a batch of this study")
+
+    def _group(self, name: str, key: str, description: str) -> str:
+        """A participant group of the workspace, found by name or created once."""
+        workspace = self.workspace()
 
         def find(action: Action | None = None) -> dict | None:
-            groups = self.api.get("/participant-groups/", {"workspace_id": workspace})
-            for g in groups.get("results", []) if isinstance(groups, dict) else groups:
+            for g in self.api.pages("/participant-groups/", {"workspace_id": workspace},
+                                    limit=self.page_size):
                 if g.get("name") == name and not g.get("is_deleted"):
                     return {"id": g["id"]}
             return None
 
         found = find()
-        key = f"prolific:group:{self.study.config.study.id}"
         if found is not None and self.ledger.query_one(
                 "SELECT 1 FROM actions WHERE idempotency_key = ?", (key,)) is None:
             return found["id"]
         reply = self._once(key, "create_participant_group", None, {"name": name},
                            lambda a: {"id": self.api.call("POST", "/participant-groups/", {
                                "name": name, "workspace_id": workspace,
-                               "description": "hitkit: completed a batch of this study"})["id"]},
+                               "description": description})["id"]},
                            find)
         return reply["id"]
+
+    def _listed_group(self, kind: str, participants: list[str]) -> str:
+        """A group holding [platform.prolific].allow_list or block_list (adding is idempotent)."""
+        sid = self.study.config.study.id
+        group = self._group(f"hitkit:{sid}:{kind}", f"prolific:group:{sid}:{kind}",
+                            f"hitkit: [platform.prolific].{kind.replace('-', '_')}")
+        retrying(lambda: self.api.call("POST", f"/participant-groups/{group}/participants/",
+                                       {"participant_ids": sorted(set(participants))}))
+        return group
+
+    def _earlier_studies(self, batch_id: str) -> list[str]:
+        """Prolific studies of this study's earlier batches and [platform.prolific].block_studies."""
+        rows = self.ledger.query("SELECT external_id FROM batches WHERE platform = 'prolific'"
+                                 " AND external_id IS NOT NULL AND batch_id != ?", (batch_id,))
+        return sorted({r["external_id"] for r in rows} | set(self.settings.block_studies))
+
+    def _test_study(self, batch_id: str, study_id: str, places: int, created: bool,
+                    notes: list[str]) -> PublishResult:
+        """POST /studies/{id}/test-study: a copy for the workspace's test participants."""
+        try:
+            reply = self._once(f"prolific:test-study:{study_id}", "create_test_study", batch_id,
+                               {"study": study_id},
+                               lambda a: self.api.call("POST", f"/studies/{study_id}/test-study"))
+        except PlatformError as exc:
+            raise PlatformError(f"{exc}. Test studies need the feature enabled for the workspace "
+                                "(Prolific support) and a test participant (POST "
+                                "/api/v1/researchers/participants/); the draft "
+                                f"{study_id} was left unpublished") from None
+        self.ledger.event("test_study_created", batch_id, platform="prolific", study=study_id,
+                          test_study=reply.get("study_id"))
+        return PublishResult("prolific", batch_id, study_id, places, created,
+                             [u for u in (reply.get("study_url"),) if u],
+                             notes + [f"test study {reply.get('study_id')} for the workspace's "
+                                      f"test participants; the draft {study_id} is not published "
+                                      "(run `hitkit publish` without --test to publish it)"])
+
+    def add_places(self, extra: int) -> int:
+        """Raise the open batch's places by `extra` (PATCH total_available_places, which may only
+        grow; a completed study becomes active again). Returns the new total."""
+        if extra < 1:
+            raise PlatformError(f"--add-places {extra}: give a positive number")
+        batch = self._batch()
+        study_id = batch["external_id"]
+        if not study_id:
+            raise PlatformError("the Prolific study was not created yet: run `hitkit publish`")
+        target = batch["places"] + extra
+
+        def grown(action: Action | None = None) -> dict | None:
+            now = self.api.get(f"/studies/{study_id}/")["total_available_places"]
+            return {"places": now} if now >= target else None
+
+        self._once(f"prolific:places:{batch['batch_id']}:{target}", "add_places",
+                   batch["batch_id"], {"study": study_id, "places": target},
+                   lambda a: {"places": self.api.call("PATCH", f"/studies/{study_id}/", {
+                       "total_available_places": target})["total_available_places"]}, grown)
+        with self.ledger.transaction() as con:
+            con.execute("UPDATE batches SET places = ? WHERE batch_id = ?",
+                        (target, batch["batch_id"]))
+        self.ledger.event("places_added", batch["batch_id"], platform="prolific", extra=extra,
+                          places=target)
+        return target
 
     def _create_study(self, batch_id: str, places: int, group_id: str | None) -> str:
         survey = self.study.config.survey
@@ -194,17 +350,22 @@ class ProlificPlatform:
         if group_id:
             actions.append({"action": "ADD_TO_PARTICIPANT_GROUP", "participant_group": group_id})
         filters = list(self.settings.filters)
-        if group_id:
-            filters.append({"filter_id": "participant_group_blocklist", "selected_values": [group_id]})
+        # everyone who completed a batch (the code adds them to the group) and everyone who
+        # took part in an earlier batch's study at all; ID lists go in groups, as the
+        # documented filters take group or study IDs only
+        blocked_groups = [group_id]
+        if self.settings.block_list:
+            blocked_groups.append(self._listed_group("block-list", self.settings.block_list))
+        filters.append({"filter_id": "participant_group_blocklist",
+                        "selected_values": blocked_groups})
+        earlier = self._earlier_studies(batch_id)
+        if earlier:
+            filters.append({"filter_id": "previous_studies_blocklist", "selected_values": earlier})
         if self.settings.allow_list:
-            filters.append({"filter_id": "custom_allowlist",
-                            "selected_values": list(self.settings.allow_list)})
-        blocked = list(self.settings.block_list) + self._participants_of(self.settings.block_studies)
-        if blocked:
-            filters.append({"filter_id": "custom_blocklist",
-                            "selected_values": sorted(set(blocked))})
+            filters.append({"filter_id": "participant_group_allowlist", "selected_values": [
+                self._listed_group("allow-list", self.settings.allow_list)]})
         url = self.settings.public_url
-        minutes = max(1, math.ceil(survey.time_estimate_minutes))
+        minutes = self.minutes_sent()
         body = {
             "name": survey.title,
             "internal_name": internal,
@@ -225,7 +386,7 @@ class ProlificPlatform:
                    "minutes": minutes, "filters": [f["filter_id"] for f in filters]}
 
         def find(action: Action | None = None) -> dict | None:
-            for s in self.api.pages("/studies/"):
+            for s in self.api.pages("/studies/"):  # the document lists no paging parameters
                 if s.get("internal_name") == internal:
                     return {"id": s["id"]}
             return None
@@ -234,11 +395,9 @@ class ProlificPlatform:
                            lambda a: {"id": self.api.call("POST", "/studies/", body)["id"]}, find)
         return reply["id"]
 
-    def _participants_of(self, study_ids: list[str]) -> list[str]:
-        found = []
-        for sid in study_ids:
-            found += [s["participant_id"] for s in self.api.pages(f"/studies/{sid}/submissions/")]
-        return found
+    def _submissions(self, study_id: str):
+        """The study's submissions, every page (limit/offset, as Prolific's CLI asks)."""
+        return self.api.pages(f"/studies/{study_id}/submissions/", limit=self.page_size)
 
     # ------------------------------------------------------------- status
 
@@ -246,10 +405,19 @@ class ProlificPlatform:
         batch = self._batch()
         study = self.api.get(f"/studies/{batch['external_id']}/")
         counts: dict[str, int] = {}
-        for s in self.api.pages(f"/studies/{batch['external_id']}/submissions/"):
+        waiting: list[datetime] = []
+        for s in self._submissions(batch["external_id"]):
             counts[s["status"]] = counts.get(s["status"], 0) + 1
+            if s["status"] == "AWAITING REVIEW" and s.get("completed_at"):
+                waiting.append(datetime.fromisoformat(s["completed_at"].replace("Z", "+00:00")))
+        notes = []
+        if waiting:
+            due = min(waiting) + timedelta(days=AUTO_APPROVE_DAYS)
+            notes.append(f"{len(waiting)} submission(s) awaiting review: Prolific approves (and "
+                         f"pays) them automatically {AUTO_APPROVE_DAYS} days after completion, "
+                         f"the first on {due:%Y-%m-%d %H:%M} UTC; review before then")
         return BatchStatus("prolific", batch["batch_id"], batch["external_id"], study["status"],
-                           batch["places"], counts)
+                           batch["places"], counts, notes=notes)
 
     # ------------------------------------------------------------ collect
 
@@ -266,25 +434,34 @@ class ProlificPlatform:
         if not study_id:
             raise PlatformError("the Prolific study was not created yet: run `hitkit publish` again")
         rows = self.ledger.query(
-            "SELECT assignment_id, participant_key, state FROM assignments"
-            " WHERE platform = 'prolific' AND platform_assignment_id = ?", (study_id,))
+            "SELECT assignment_id, participant_key, platform_session_id, state, confirmation"
+            " FROM assignments WHERE platform = 'prolific' AND platform_assignment_id = ?",
+            (study_id,))
         mine = {r["participant_key"]: r for r in rows}
         known = self._known()
         new, awaiting, approved, rejected, pending, problems = 0, [], 0, 0, 0, []
-        for s in self.api.pages(f"/studies/{study_id}/submissions/"):
+        for s in self._submissions(study_id):
             row = mine.pop("prolific:" + s["participant_id"], None)
             status = s["status"]
             if row is None:
-                if status in ("AWAITING REVIEW", "APPROVED"):
+                if status in ("AWAITING REVIEW", *APPROVED):
                     problems.append(f"Prolific submission {s['id']} ({status}) has no assignment "
                                     "in the ledger: the participant did not use the survey link")
                 continue
             aid = row["assignment_id"]
+            # Prolific's SESSION_ID is the submission's ID: the same participant in another
+            # session (or an invented session) is not this submission
+            if row["platform_session_id"] != s["id"]:
+                problems.append(f"assignment {aid}: Prolific lists this participant's submission "
+                                f"{s['id']} under another session: not confirmed")
+                continue
+            if row["confirmation"] != "confirmed":
+                records.confirm(self.ledger, aid, "prolific", submission_id=s["id"])
             if known.get(aid) != {"submission_id": s["id"], "status": status}:
                 self.ledger.event("prolific_submission", aid, submission_id=s["id"], status=status)
                 new += known.get(aid) is None
             state = row["state"]
-            if status == "APPROVED":
+            if status in APPROVED:
                 records.record_review(self.ledger, aid, "approved",
                                       to_minor_units(self.study.config.survey.reward),
                                       self.currency, None)
@@ -297,6 +474,12 @@ class ProlificPlatform:
             elif status == "AWAITING REVIEW":
                 problems.append(f"assignment {aid}: completed on Prolific (submission {s['id']}) "
                                 f"but {state} here: no responses stored")
+            elif status in ("RETURNED", "TIMED-OUT") and state == "submitted":
+                # the data is here, but Prolific will never pay a reward for it
+                problems.append(f"assignment {aid}: responses stored, but Prolific lists its "
+                                f"submission {s['id']} as {status}: no reward will be paid; keep "
+                                "or drop the data, and to compensate pay a bonus "
+                                f"(`hitkit pay --bonus-csv` with {aid})")
             elif state == "submitted":
                 pending += 1  # data stored; the participant has not returned to Prolific yet
         for row in mine.values():
@@ -324,7 +507,7 @@ class ProlificPlatform:
         known = self._known()
         for aid in list(found):
             status = known[aid]["status"]
-            if status not in ("AWAITING REVIEW", "APPROVED"):
+            if status not in ("AWAITING REVIEW", *APPROVED):
                 # one such ID would make Prolific refuse the whole bulk request
                 failed[aid] = f"Prolific lists its submission as {status}; run `hitkit collect` later"
                 del found[aid]
@@ -341,7 +524,9 @@ class ProlificPlatform:
 
         def settle_approved(aids: list[str]) -> None:
             for aid in aids:
-                if self._submission_status(found[aid]) == "APPROVED":
+                # PROCESSING: Prolific received the approval and is applying it (seen after a
+                # lost answer); it is not a failure and must not be sent again
+                if self._submission_status(found[aid]) in APPROVED:
                     self._record_approval(aid, keys[aid], reward_minor)
                     done.append(aid)
                     del todo[aid]
@@ -349,34 +534,40 @@ class ProlificPlatform:
         # an earlier attempt's outcome is unknown: ask first
         settle_approved([aid for aid, action in todo.items() if action.state == "sent"])
 
-        def send() -> None:
-            if not todo:
+        def send(chunk: list[str]) -> None:
+            chunk = [aid for aid in chunk if aid in todo]
+            if not chunk:
                 return
-            for aid in todo:
+            for aid in chunk:
                 self.checkpoint("journaled", keys[aid])
                 self.ledger.settle(keys[aid], "sent")
             try:
                 self.api.call("POST", "/submissions/bulk-approve/",
-                              {"submission_ids": [found[a] for a in todo]})
+                              {"submission_ids": [found[a] for a in chunk]})
             except Transient:
                 raise
             except PlatformError as exc:
-                for aid in todo:
+                for aid in chunk:
                     self.ledger.settle(keys[aid], "failed", {"error": str(exc)})
                     failed[aid] = str(exc)
-                todo.clear()
+                    del todo[aid]
                 return
-            for aid in todo:
+            for aid in chunk:
                 self.checkpoint("sent", keys[aid])
                 self._record_approval(aid, keys[aid], reward_minor)
                 done.append(aid)
-            todo.clear()
+                del todo[aid]
 
-        # after an unknown outcome some may have gone through: settle those, resend the rest
-        try:
-            retrying(send, self.attempts, before_retry=lambda: settle_approved(list(todo)))
-        except Transient:
-            settle_approved(list(todo))
+        # at most BULK_APPROVE_MAX IDs a request; after an unknown outcome some may have gone
+        # through: settle those, resend the rest
+        pending = list(todo)
+        for start in range(0, len(pending), BULK_APPROVE_MAX):
+            chunk = pending[start:start + BULK_APPROVE_MAX]
+            try:
+                retrying(lambda c=chunk: send(c), self.attempts,
+                         before_retry=lambda c=chunk: settle_approved([a for a in c if a in todo]))
+            except Transient:
+                settle_approved([a for a in chunk if a in todo])
         for aid in todo:
             failed[aid] = "outcome unknown after retries; run the command again"
         return ActionSummary(done, already, failed)
@@ -429,6 +620,10 @@ class ProlificPlatform:
             try:
                 self._pay_run(batch["external_id"], run_key)
                 done += pids
+            except OutcomeUnknown as exc:  # may have been paid: never sent again from here
+                records.settle_payments(self.ledger, pids, "sent")
+                for pid in pids:
+                    failed[pid] = f"unresolved: {exc}"
             except PlatformError as exc:
                 for pid in pids:
                     failed[pid] = str(exc)
@@ -454,23 +649,36 @@ class ProlificPlatform:
         # what each submission had received from hitkit before this run
         before = {aid: records.paid_bonus_count(self.ledger, aid) for _, aid, _, _ in lines}
 
+        settle_with = (" ".join(f"hitkit pay --settle {pid}=paid" for pid in pids)
+                       + " (after checking the study's bonuses on Prolific; =unpaid for a bonus "
+                       "that is not there lets the next `hitkit pay` send it)")
+
         def reconcile(action: Action) -> dict | None:
-            seen = {sid: len(self.api.get(f"/submissions/{sid}/").get("bonus_payments") or [])
+            """Prolific's own record (each submission's bonus_payments) after an unknown
+            outcome. The pay call is not idempotent and is carried out later, so a bonus that
+            is not visible yet may still arrive: it is never sent again from here; only the
+            operator's `--settle ...=unpaid` lets the next run send it."""
+            if (action.response or {}).get("operator") == "unpaid":
+                return None
+            seen = {sid: self.api.get(f"/submissions/{sid}/").get("bonus_payments") or []
                     for _, _, sid, _ in lines}
-            arrived = [seen[sid] > before[aid] for _, aid, sid, _ in lines]
+            arrived = [len(seen[sid]) > before[aid] for _, aid, sid, _ in lines]
             if all(arrived):
                 return {"bulk_id": bulk["id"], "reconciled": True}
             if any(arrived):
-                raise PlatformError(f"bonus run {run_key}: only some bonuses arrived; check the "
-                                    "study's bonuses on Prolific before paying anything again")
+                raise Unresolved(f"bonus run {run_key}: only some of its bonuses are listed on "
+                                 "Prolific; nothing was sent again", settle_with)
             sent_at = datetime.fromisoformat(action.response.get("sent_at")) if (
                 action.response and action.response.get("sent_at")) else None
             waited = (datetime.now(UTC) - sent_at).total_seconds() if sent_at else math.inf
             if waited < self.bonus_settle_seconds:
-                raise OutcomeUnknown(f"bonus run {run_key}: paid {waited:.0f} s ago with no answer "
-                                     "and not visible yet (Prolific pays asynchronously); run "
-                                     f"again after {self.bonus_settle_seconds:.0f} s")
-            return None
+                raise OutcomeUnknown(f"bonus run {run_key}: sent {waited:.0f} s ago with no "
+                                     "answer and not listed yet (Prolific pays asynchronously, "
+                                     f"in the following minutes); run `hitkit pay` again after "
+                                     f"{self.bonus_settle_seconds:.0f} s")
+            raise Unresolved(f"bonus run {run_key}: sent with no answer and still not listed on "
+                             "Prolific; it may be processing or may not have arrived, and "
+                             "paying again could pay twice: nothing was sent again", settle_with)
 
         def pay(action: Action) -> dict:
             # the time it was sent goes into the journal first: reconcile waits from it
@@ -486,19 +694,28 @@ class ProlificPlatform:
     # ------------------------------------------------------------- expire
 
     def expire(self) -> list[str]:
-        batch = self._batch()
-        study_id = batch["external_id"]
-        if study_id:
-            def stopped(action: Action) -> dict | None:
-                status = self.api.get(f"/studies/{study_id}/")["status"]
-                return None if status in ("ACTIVE", "PAUSED", "UNPUBLISHED") else {"status": status}
+        """Stop every open Prolific study of this study's batches (every design's) and close
+        the batches: no arrival is admitted afterwards."""
+        batches = records.open_batches(self.ledger, "prolific")
+        if not batches:
+            raise PlatformError("no open Prolific batch: nothing to stop")
+        stopped = []
+        for batch in batches:
+            study_id = batch["external_id"]
+            if study_id:
+                self._stop(batch["batch_id"], study_id)
+                stopped.append(study_id)
+            records.close_batch(self.ledger, batch["batch_id"])
+        return stopped
 
+    def _stop(self, batch_id: str, study_id: str) -> None:
+        def stopped(action: Action) -> dict | None:
             status = self.api.get(f"/studies/{study_id}/")["status"]
-            if status in ("ACTIVE", "PAUSED"):
-                self._once(f"prolific:stop:{batch['batch_id']}", "stop_study", batch["batch_id"],
-                           {"study": study_id},
-                           lambda a: {"status": self.api.call(
-                               "POST", f"/studies/{study_id}/transition/", {"action": "STOP"})["status"]},
-                           stopped)
-        records.close_batch(self.ledger, batch["batch_id"])
-        return [study_id] if study_id else []
+            return None if status in ("ACTIVE", "PAUSED", "UNPUBLISHED") else {"status": status}
+
+        status = self.api.get(f"/studies/{study_id}/")["status"]
+        if status in ("ACTIVE", "PAUSED"):
+            self._once(f"prolific:stop:{batch_id}", "stop_study", batch_id, {"study": study_id},
+                       lambda a: {"status": self.api.call(
+                           "POST", f"/studies/{study_id}/transition/", {"action": "STOP"})["status"]},
+                       stopped)

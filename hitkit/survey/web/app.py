@@ -6,7 +6,8 @@ Routes
   POST /api/assignments               start or resume: {"token"} | Prolific | MTurk parameters
   GET  /api/assignments/{id}          the HIT's trials without answers (+ the practice trial)
   POST /api/assignments/{id}/submit   the responses (validated, idempotent)
-  GET  /img/{id}/{trial}/{slot}       image bytes by position (q0.., o0..), never by image ID
+  GET  /img/{id}/{trial}/{slot}       image bytes by position (q0.., o0..), never by image ID,
+                                      encoded for the slot (hitkit.survey.served_images)
   GET  /healthz
 
 Every error is JSON ``{"error": {"field": ..., "message": ...}}`` with a 4xx
@@ -16,6 +17,7 @@ IDs are never echoed, logged or put into an error message.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import threading
@@ -28,12 +30,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hitkit.study.config import Study
 from hitkit.study.images import ImageError, ImageStore, load_images
+from hitkit.study.s3 import is_url as is_s3_url
 from hitkit.survey.assignments import (
     Arrival,
     Assignment,
@@ -46,20 +49,30 @@ from hitkit.survey.design import Trial
 from hitkit.survey.frontend import STATIC, served_page
 from hitkit.survey.hits import hit_practice, hit_trials
 from hitkit.survey.ledger import Ledger
+from hitkit.survey.served_images import MEDIA_TYPE, SlotImages
+from hitkit.survey.slot_store import slot_uploads
 from hitkit.survey.submission import MAX_BODY_BYTES, SubmissionError, decode_body, parse_submission
+from hitkit.survey.web.guard import Guard, RateLimit, RateLimits
 
-PLATFORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+PLATFORM_ID = re.compile(r"\A[A-Za-z0-9_-]{1,128}\Z")  # \Z: "$" would accept "ID\n"
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
-SLOT = re.compile(r"^([qo])(\d{1,2})$")
+SLOT = re.compile(r"\A([qo])([0-9]{1,2})\Z")
+MAX_FIELD_CHARS = 80
+BODY_TIMEOUT_S = 30.0
 MOBILE_UA = re.compile(r"Mobi|Android|iPhone|iPad", re.IGNORECASE)
 
 
 def error(field: str, message: str, status: int) -> JSONResponse:
+    # a field can be a name the client made up (an unknown key): never echoed whole
+    if len(field) > MAX_FIELD_CHARS:
+        field = field[:MAX_FIELD_CHARS] + "..."
     return JSONResponse({"error": {"field": field, "message": message}}, status_code=status)
 
 
 CompletionUrl = Callable[[Assignment], str | None]
-HitFor = Callable[[str], str | None]  # a platform's HIT ID -> the hitkit HIT behind it, if any
+# a Prolific or MTurk arrival -> the same arrival with the open batch (and, for MTurk, the
+# hitkit HIT) that the platform published for it; None when nothing published admits it
+Admit = Callable[[Arrival], Arrival | None]
 
 
 class SurveyApp:
@@ -67,18 +80,25 @@ class SurveyApp:
 
     def __init__(self, study: Study, ledger: Ledger, images: ImageStore,
                  completion_urls: dict[str, CompletionUrl] | None = None,
-                 hit_for: dict[str, HitFor] | None = None):
+                 admit: dict[str, Admit] | None = None):
         self.study = study
         self.ledger = ledger
         self.images = images
+        # per-slot image bytes (hitkit.survey.served_images), keyed by a secret of this process
+        self.slots = SlotImages(images, secrets.token_bytes(32))
+        # an S3 store: slots are uploaded once and the browser redirected (slot_store.py)
+        where = study.config.study
+        self.uploads = slot_uploads(where.store, where.store_urls, where.store_url_hours,
+                                    secrets.token_bytes(32))
         # platform -> where a finished participant is sent back to (None: show the code only)
         self.completion_urls = dict(completion_urls or {})
-        # platform -> the hitkit HIT behind the platform's own HIT ID (MTurk hands out places)
-        self.hit_for = dict(hit_for or {})
+        # platform -> what admits its arrivals (no entry: every arrival from it is refused)
+        self.admit = dict(admit or {})
         self._trials: dict[str, list[Trial]] = {}
         # image lookups by position, cached: an assignment's HIT and a HIT's trials never change
         self._hit_of: dict[str, str] = {}
         self._shown: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+        self._groups: dict[str, tuple[str, ...]] = {}  # HIT -> every image it shows
         self._lock = threading.Lock()
 
     @property
@@ -96,12 +116,12 @@ class SurveyApp:
         return body
 
     def pin_hit(self, arrival: Arrival) -> Arrival:
-        """An arrival on a platform that hands out places itself (an MTurk ExternalQuestion):
-        the hitkit HIT behind the platform's HIT ID (one it did not publish gets the
-        least-filled HIT)."""
-        hit_for = self.hit_for.get(arrival.platform)
-        hit_id = hit_for(arrival.platform_hit_id) if hit_for else None
-        return replace(arrival, hit_id=hit_id) if hit_id else arrival
+        """A Prolific or MTurk arrival with the open batch that admits it (and the hitkit HIT
+        behind an MTurk hitId) filled in by the platform's callback. A study, batch or HIT
+        that was not published there leaves it without a batch: start_assignment refuses it."""
+        admit = self.admit.get(arrival.platform)
+        admitted = admit(arrival) if admit else None
+        return admitted if admitted is not None else replace(arrival, batch_id=None, hit_id=None)
 
     def trials(self, hit_id: str) -> list[Trial]:
         with self._lock:
@@ -153,7 +173,7 @@ class SurveyApp:
         except SubmissionError as exc:
             return error(exc.field, exc.message, exc.status)
         try:
-            if arrival.platform_hit_id:
+            if arrival.platform != "local":
                 arrival = await run_in_threadpool(self.pin_hit, arrival)
             assignment = await run_in_threadpool(
                 start_assignment, self.ledger, arrival, self.hold_minutes)
@@ -234,6 +254,8 @@ class SurveyApp:
     # ------------------------------------------------------------ images
 
     async def image(self, request: Request) -> Response:
+        """An image by slot: bytes encoded for this slot alone, all of one size in a HIT
+        (hitkit.survey.served_images), so neither size nor hash tells which image it is."""
         owner = request.path_params["owner"]
         trial_id = request.path_params["trial"]
         slot = SLOT.match(request.path_params["slot"])
@@ -247,22 +269,50 @@ class SurveyApp:
         if index >= len(images):
             return error("image", "no such image", 404)
         image_id = images[index]
+        where = f"{shown['hit'][0]}/{trial_id}/{slot.group(1)}{index}"
         try:
-            data = self.images.cached(image_id) or await run_in_threadpool(self.images.read, image_id)
+            if self.uploads is not None and is_s3_url(self.images.uris.get(image_id, "")):
+                url = await run_in_threadpool(
+                    self.uploads.url, f"{where}\0{image_id}",
+                    lambda: self.slots.slot_bytes(image_id, shown["group"], where))
+                return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+            data = self.slots.cached_slot(image_id, where) or await run_in_threadpool(
+                self.slots.slot_bytes, image_id, shown["group"], where)
         except ImageError:
             return error("image", "image file missing on the server", 404)
-        return Response(data, media_type=self.images.media_type(image_id),
-                        headers={"Cache-Control": "private, max-age=3600"})
+        # no-store: the HIT's stimuli stay in no browser or proxy cache after the session (the
+        # page keeps each image it loaded, so this costs no second download)
+        return Response(data, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+
+    def _hit_images(self, hit_id: str) -> tuple[str, ...]:
+        """Every image a HIT shows (its trials and practice trial): the group whose images
+        are served alike."""
+        with self._lock:
+            known = self._groups.get(hit_id)
+        if known is not None:
+            return known
+        ids = {i for t in self.trials(hit_id) for i in (*t.query, *t.options)}
+        practice = hit_practice(self.ledger, hit_id)
+        if practice:
+            ids |= set(practice["query"]) | set(practice["options"])
+        group = tuple(sorted(ids))
+        with self._lock:
+            self._groups[hit_id] = group
+        return group
 
     def _images_shown(self, owner: str, trial_id: str) -> dict[str, tuple[str, ...]] | None:
-        """The image IDs a trial (or the practice/preview trial) shows, by role and position."""
+        """The image IDs a trial (or the practice/preview trial) shows, by role and position,
+        with the HIT (`hit`, for the slot's key) and its images (`group`)."""
         if owner == "preview":
             row = self.ledger.query_one(
                 "SELECT hit_id FROM hits WHERE state = 'open' ORDER BY ordinal LIMIT 1")
             practice = hit_practice(self.ledger, row["hit_id"]) if row else None
+            if not practice:
+                return None
             # the preview follows the open design: not cached
-            return ({"query": tuple(practice["query"]), "options": tuple(practice["options"])}
-                    if practice else None)
+            query, options = tuple(practice["query"]), tuple(practice["options"])
+            return {"query": query, "options": options, "hit": (f"preview-{row['hit_id']}",),
+                    "group": tuple(sorted({*query, *options}))}
         hit_id = self._hit_of.get(owner)
         if hit_id is None:
             assignment = get_assignment(self.ledger, owner)
@@ -277,23 +327,35 @@ class SurveyApp:
             if not found:
                 return None
             shown = {"query": found[0].query, "options": found[0].options}
+        shown |= {"hit": (hit_id,), "group": self._hit_images(hit_id)}
         with self._lock:
             if len(self._shown) < 200_000:
                 self._shown[(owner, trial_id)] = shown
         return shown
 
-
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing to buffer more than `limit` bytes."""
+    """The request body: JSON by its Content-Type, at most `limit` bytes, within
+    BODY_TIMEOUT_S seconds (a body sent a byte at a time holds a connection for nothing)."""
+    # a cross-site form or a "simple" fetch can only send text/plain, form or multipart
+    # bodies without a preflight: requiring application/json keeps other sites out
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise SubmissionError("body", "send the body as JSON with Content-Type: application/json",
+                              status=415)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise SubmissionError("body", f"{declared} bytes exceeds the limit of {limit}", status=413)
+        raise SubmissionError("body", f"the declared length exceeds the limit of {limit} bytes",
+                              status=413)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise SubmissionError("body", f"more than {limit} bytes (the limit)", status=413)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise SubmissionError("body", f"more than {limit} bytes (the limit)", status=413)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise SubmissionError("body", f"not received within {BODY_TIMEOUT_S:.0f} s", status=408) from None
     return b"".join(chunks)
 
 
@@ -337,12 +399,17 @@ def arrival_from(data: dict[str, Any]) -> tuple[Arrival, str | None]:
 
 def create_app(study: Study, ledger: Ledger | None = None,
                completion_urls: dict[str, CompletionUrl] | None = None,
-               hit_for: dict[str, HitFor] | None = None) -> Starlette:
+               admit: dict[str, Admit] | None = None,
+               rate_limits: RateLimits | None = None) -> Starlette:
     """The app. The platforms' parts come in as callbacks (hitkit.platforms.app_callbacks):
     `completion_urls` maps a platform to its return URL for a finished assignment, and
-    `hit_for` maps a platform to the lookup of the hitkit HIT behind its own HIT ID."""
+    `admit` maps a platform to what admits its arrivals (the open batch, and the hitkit HIT
+    behind an MTurk hitId): without it, every arrival from that platform is refused.
+    `rate_limits` default to RateLimits(), which exempts loopback clients (an in-process
+    server for simulated participants or tests); `hitkit serve` limits every client."""
     ledger = ledger or Ledger.for_study(study.root)
-    app_state = SurveyApp(study, ledger, load_images(study.root), completion_urls, hit_for)
+    guard = Guard(rate_limits)  # rate limits on starts and rejected submissions (guard.py)
+    app_state = SurveyApp(study, ledger, load_images(study.root), completion_urls, admit)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return error("path" if exc.status_code == 404 else "request", str(exc.detail), exc.status_code)
@@ -366,28 +433,49 @@ def create_app(study: Study, ledger: Ledger | None = None,
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error,
                                                        Exception: server_error},
-                    middleware=[Middleware(SecurityHeaders)])
+                    middleware=[Middleware(SecurityHeaders,
+                                           frame_ancestors=frame_ancestors(study),
+                                           img_src=" ".join(
+                                               ("'self'", app_state.uploads.origin())
+                                               if app_state.uploads else ("'self'",))),
+                                Middleware(RateLimit, guard=guard)])
     app.state.survey = app_state
+    app.state.guard = guard  # its limits can be set before the first request
     return app
+
+
+# where MTurk shows an ExternalQuestion: the worker sites frame the page
+MTURK_FRAMERS = ("https://worker.mturk.com", "https://www.mturk.com",
+                 "https://workersandbox.mturk.com")
+
+
+def frame_ancestors(study: Study) -> str:
+    """Who may frame the page: this site, and MTurk's worker sites only when the study runs
+    on MTurk with an ExternalQuestion (an HTMLQuestion is MTurk's own page, and Prolific
+    and local links open the page in its own window)."""
+    platform = study.config.platform
+    if platform.kind == "mturk" and platform.mturk.question == "external":
+        return " ".join(("'self'", *MTURK_FRAMERS))
+    return "'self'"
 
 
 class SecurityHeaders:
     """No inline script, no third-party content, no referrer (URLs carry participant IDs).
 
-    form-action allows https: for MTurk's external-submit form; frames are allowed
-    because MTurk shows an external question inside an iframe.
+    form-action allows https: for MTurk's external-submit form; frame-ancestors allows
+    only the sites that must frame the page (see frame_ancestors).
     """
 
-    HEADERS = [
-        (b"content-security-policy",
-         b"default-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; "
-         b"form-action 'self' https:"),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-    ]
-
-    def __init__(self, app):
+    def __init__(self, app, frame_ancestors: str = "'self'", img_src: str = "'self'"):
         self.app = app
+        self.HEADERS = [
+            (b"content-security-policy",
+             b"default-src 'self'; img-src " + img_src.encode("ascii")
+             + b"; object-src 'none'; base-uri 'none'; "
+             b"form-action 'self' https:; frame-ancestors " + frame_ancestors.encode("ascii")),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
