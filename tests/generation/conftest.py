@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -58,30 +57,6 @@ def small_study(tmp_path: Path) -> Path:
     """A 2-model × 4-target × 1-seed × 1-loss study with ready checkpoints, 16 px, 30 steps."""
     root = tmp_path / "study"
     return write_study(root, study_data(two_models(root)))
-
-
-@pytest.fixture
-def s3_server(monkeypatch: pytest.MonkeyPatch):
-    """moto's S3 server on 127.0.0.1 with a fresh bucket; boto3 is pointed at it by env."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    import boto3
-
-    boto3.client("s3").create_bucket(Bucket="hitkit-test")
-    try:
-        yield endpoint
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -189,30 +189,27 @@ def test_starts_and_rejected_submissions_are_rate_limited_per_client(env):
     assert codes[limits.rejections_burst:] == [429] * 3
 
 
+def _hammer_starts(study_root, times, *serve_options):
+    """Status codes of `times` starts with an invented token against `hitkit serve`."""
+    server = ServerProcess(study_root, None, *serve_options).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            return [client.post("/api/assignments", json={"token": "invented"}).status_code
+                    for _ in range(times)]
+    finally:
+        server.stop()
+
+
 def test_hitkit_serve_limits_loopback_clients_too(tmp_path):
     """The attack of the issue, against `hitkit serve` on 127.0.0.1: a script hammering
     the start route from the same host is refused after the burst, as a remote one is."""
     study = make_study(tmp_path / "study", responses_per_iri=40)
     run_cli("design", "--study", str(study.root))
-    limits = RateLimits()
-    server = ServerProcess(study.root).start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            codes = [client.post("/api/assignments", json={"token": "invented"}).status_code
-                     for _ in range(limits.starts_burst + 3)]
-    finally:
-        server.stop()
-    assert 429 not in codes[:limits.starts_burst]
-    assert codes[limits.starts_burst:] == [429] * 3
+    burst = RateLimits().starts_burst
+    codes = _hammer_starts(study.root, burst + 3)
+    assert 429 not in codes[:burst] and codes[burst:] == [429] * 3
     # --no-rate-limit (a load test from one machine) lets the same script through
-    server = ServerProcess(study.root, None, "--no-rate-limit").start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            codes = [client.post("/api/assignments", json={"token": "invented"}).status_code
-                     for _ in range(limits.starts_burst + 3)]
-    finally:
-        server.stop()
-    assert 429 not in codes
+    assert 429 not in _hammer_starts(study.root, burst + 3, "--no-rate-limit")
 
 
 def test_buckets_refill_at_their_rate():

@@ -320,29 +320,16 @@ def test_an_inlined_mturk_page_names_no_image_by_its_data_uri(tmp_path):
 
 
 @pytest.fixture
-def s3_study(tmp_path, monkeypatch):
+def s3_study(tmp_path, s3_server):
     """A study whose images live in moto's S3 server (store = s3://...), its manifest's
     URIs pointing there."""
-    import socket
-
     import boto3
     import pyarrow as pa
     import tomli_w
-    from moto.server import ThreadedMotoServer
 
     from hitkit.study.config import load_study
     from hitkit.study.tables import write_table
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     client = boto3.client("s3")
     client.create_bucket(Bucket="iris")
     root = tmp_path / "study"
@@ -359,10 +346,7 @@ def s3_study(tmp_path, monkeypatch):
     data = tomllib_load(root / "study.toml")
     data["study"]["store"] = "s3://iris/st"
     (root / "study.toml").write_text(tomli_w.dumps(data))
-    try:
-        yield load_study(root), client, endpoint
-    finally:
-        server.stop()
+    return load_study(root), client, s3_server
 
 
 def tomllib_load(path):
