@@ -36,7 +36,7 @@ def prolific_fake() -> Iterator[FakeProlific]:
         assert not fake.internal_errors, "\n".join(fake.internal_errors)
 
 
-def mturk_client(fake: FakeMTurk, *, attempts: int = 3, read_timeout: float = 2.0):
+def mturk_client(fake: FakeMTurk, *, attempts: int = 3, read_timeout: float = 30.0):
     """A plain boto3 MTurk client pointed at the fake (standard retry mode, `attempts` in total)."""
     return boto3.client(
         "mturk",
@@ -45,17 +45,17 @@ def mturk_client(fake: FakeMTurk, *, attempts: int = 3, read_timeout: float = 2.
         aws_access_key_id="x",
         aws_secret_access_key="y",
         config=Config(
-            connect_timeout=2,
+            connect_timeout=10,
             read_timeout=read_timeout,
             retries={"mode": "standard", "total_max_attempts": attempts},
         ),
     )
 
 
-def prolific_client(fake: FakeProlific, *, read_timeout: float = 2.0) -> httpx.Client:
+def prolific_client(fake: FakeProlific, *, read_timeout: float = 30.0) -> httpx.Client:
     """A plain httpx client for the fake's API with its token."""
     return httpx.Client(
         base_url=fake.api_url,
         headers={"Authorization": f"Token {fake.token}"},
-        timeout=httpx.Timeout(2.0, read=read_timeout),
+        timeout=httpx.Timeout(10.0, read=read_timeout),
     )

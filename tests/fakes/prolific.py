@@ -259,6 +259,9 @@ class FakeProlific(FakeServer):
         test_studies_enabled: bool = False,
     ) -> None:
         super().__init__()
+        # Parse the OpenAPI document now, not inside the first request: on a loaded CI
+        # machine the YAML load alone outlasts a client's read timeout.
+        prolific_openapi.spec()
         self.token = token
         self.currency = currency
         self.fee_rate = Decimal(fee_rate)
